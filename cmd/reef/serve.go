@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/reefproject/reef/crypt"
+	"github.com/reefproject/reef/peer"
+)
+
+var version = peer.Version
+
+// serveOptions are the flags of `reef serve`.
+type serveOptions struct {
+	data, key, listen, gossip, zone, name, logLevel string
+	join                                            []string
+	capacity                                        int64
+	k, m, quorum                                    int
+}
+
+func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o serveOptions
+	fs := newFlags("serve", "--data DIR --key FILE [--listen HOST:PORT] [--gossip HOST:PORT] [--join HOST:PORT]...", stderr)
+	fs.StringVar(&o.data, "data", "", "data directory of this peer (created if missing)")
+	fs.StringVar(&o.key, "key", os.Getenv("REEF_KEY"), "volume key file from 'reef init' (env REEF_KEY)")
+	fs.StringVar(&o.listen, "listen", defaultPeer, "data plane and command address, HOST:PORT (port 0 picks one)")
+	fs.StringVar(&o.gossip, "gossip", "127.0.0.1:7401", "gossip address, HOST:PORT (port 0 picks one)")
+	fs.Var(listFlag{&o.join}, "join", "gossip address of a member to join (repeatable)")
+	fs.StringVar(&o.zone, "zone", "", "failure zone of this peer (shards of a chunk spread over zones)")
+	fs.Var(sizeFlag{&o.capacity}, "capacity", "bytes this peer offers, e.g. 100G (default: the size of the disk under --data)")
+	fs.IntVar(&o.k, "k", 4, "data shards per chunk for what this peer writes")
+	fs.IntVar(&o.m, "m", 2, "parity shards per chunk for what this peer writes")
+	fs.IntVar(&o.quorum, "write-quorum", 0, "shards durably stored before a write is acknowledged, k+1..k+m (default k+m)")
+	fs.StringVar(&o.name, "name", "", "peer id on first start (default: a random one, kept in the data directory)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if o.data == "" {
+		return usagef("--data DIR is required")
+	}
+	if o.key == "" {
+		return usagef("--key FILE is required (create one with 'reef init --key FILE')")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", o.logLevel)
+	}
+	keys, err := crypt.LoadKeyFile(o.key)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	p, err := peer.Start(ctx, peer.Config{
+		DataDir: o.data, Name: o.name, Listen: o.listen, Gossip: o.gossip, Join: o.join, Zone: o.zone,
+		Capacity: o.capacity, K: o.k, M: o.m, WriteQuorum: o.quorum, Keys: keys, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "reef peer %s ready: data=%s gossip=%s volume=%s coding=%d+%d\n", p.ID(), p.DataAddr(), p.GossipAddr(), keys.VolumeID(), o.k, o.m)
+	if f, ok := stdout.(*os.File); ok {
+		f.Sync()
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := p.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+)
+
+func runStatusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cf clientFlags
+	fs := newFlags("status", "[--peer HOST:PORT] [--json]", stderr)
+	cf.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, st)
+	}
+	alive := 0
+	for _, m := range st.Members {
+		if m.State == "alive" {
+			alive++
+		}
+	}
+	fmt.Fprintf(stdout, "volume %s  coding %d+%d  write quorum %d  seen from %s  %d of %d members alive\n\n",
+		st.VolumeID, st.K, st.M, st.Quorum, st.Peer, alive, len(st.Members))
+	tw := newTable(stdout)
+	fmt.Fprintln(tw, "PEER\tSTATE\tZONE\tADDRESS\tCAPACITY\tUSED\tFREE\tSHARDS\tLAST SEEN")
+	for _, m := range st.Members {
+		id := m.ID
+		if m.Self {
+			id += " *"
+		}
+		zone := m.Zone
+		if zone == "" {
+			zone = "-"
+		}
+		seen := "now"
+		if m.State != "alive" && !m.LastSeen.IsZero() {
+			seen = time.Since(m.LastSeen).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", id, m.State, zone, m.DataAddr,
+			humanBytes(m.Capacity), humanBytes(m.Used), humanBytes(m.Free), m.Shards, seen)
+	}
+	return tw.Flush()
+}

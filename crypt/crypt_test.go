@@ -1,0 +1,139 @@
+package crypt
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func testKeys(t testing.TB, seed byte) *Keys {
+	t.Helper()
+	k, err := NewKeys(bytes.Repeat([]byte{seed}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestSealOpen(t *testing.T) {
+	k := testKeys(t, 1)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 15, 16, 17, 1000, 1 << 20} {
+		pt := make([]byte, n)
+		for i := range pt {
+			pt[i] = byte(rng.IntN(256))
+		}
+		blob, err := k.Seal(nil, pt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := len(blob), n+Overhead; got != want {
+			t.Errorf("len(Seal(%d bytes)) = %d, want %d", n, got, want)
+		}
+		blob2, _ := k.Seal(make([]byte, 0, 10), pt)
+		if !bytes.Equal(blob, blob2) {
+			t.Errorf("Seal is not deterministic for %d bytes", n)
+		}
+		back, err := k.Open(blob)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		if !bytes.Equal(back, pt) {
+			t.Errorf("Open(Seal(%d bytes)) differs", n)
+		}
+		if n >= 16 && bytes.Contains(blob, pt[:16]) {
+			t.Errorf("blob contains plaintext")
+		}
+	}
+}
+
+func TestOpenRejects(t *testing.T) {
+	k := testKeys(t, 1)
+	other := testKeys(t, 2)
+	blob, _ := k.Seal(nil, []byte("secret plaintext marker"))
+	flip := func(i int) []byte { b := bytes.Clone(blob); b[i] ^= 1; return b }
+	for _, tc := range []struct {
+		name string
+		keys *Keys
+		blob []byte
+	}{
+		{"other volume", other, blob},
+		{"short", k, blob[:10]},
+		{"empty", k, nil},
+		{"version", k, flip(0)},
+		{"nonce", k, flip(3)},
+		{"wrapped key", k, flip(20)},
+		{"body", k, flip(len(blob) - 20)},
+		{"tag", k, flip(len(blob) - 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := tc.keys.Open(tc.blob); !errors.Is(err, ErrDecrypt) {
+				t.Errorf("Open = %v, want ErrDecrypt", err)
+			}
+		})
+	}
+}
+
+func TestDifferentVolumesDiffer(t *testing.T) {
+	a, _ := testKeys(t, 1).Seal(nil, []byte("same"))
+	b, _ := testKeys(t, 2).Seal(nil, []byte("same"))
+	if bytes.Equal(a, b) {
+		t.Error("two volumes produce the same blob for the same content")
+	}
+}
+
+func TestKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "key")
+	if err := GenerateKeyFile(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := GenerateKeyFile(p); err == nil {
+		t.Error("GenerateKeyFile overwrote an existing file")
+	}
+	fi, _ := os.Stat(p)
+	if got, want := fi.Mode().Perm(), os.FileMode(0o600); got != want {
+		t.Errorf("mode = %v, want %v", got, want)
+	}
+	k1, err := LoadKeyFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := LoadKeyFile(p)
+	if k1.PeerToken() != k2.PeerToken() || k1.VolumeID() != k2.VolumeID() {
+		t.Error("loading the same file twice gives different keys")
+	}
+	for _, tc := range []struct{ name, content, want string }{
+		{"empty", "", "not a reef key"},
+		{"garbage", "hello world", "not a reef key"},
+		{"short", keyTag + "abcd", "want 32 hex-encoded bytes"},
+		{"nothex", keyTag + strings.Repeat("zz", 32), "want 32 hex-encoded bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := filepath.Join(dir, tc.name)
+			os.WriteFile(bad, []byte(tc.content), 0o600)
+			if _, err := LoadKeyFile(bad); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("LoadKeyFile = %v, want error containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := LoadKeyFile(filepath.Join(dir, "missing")); err == nil {
+		t.Error("LoadKeyFile of a missing file succeeded")
+	}
+}
+
+func BenchmarkSeal(b *testing.B) {
+	k := testKeys(b, 1)
+	pt := make([]byte, 1<<20)
+	dst := make([]byte, 0, len(pt)+Overhead)
+	b.SetBytes(int64(len(pt)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		k.Seal(dst, pt)
+	}
+}

@@ -1,0 +1,250 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/reefproject/reef/addr"
+	"github.com/reefproject/reef/api"
+	"github.com/reefproject/reef/blockstore"
+	"github.com/reefproject/reef/store"
+)
+
+// Timeouts of the data plane. Every request has a deadline; every body read
+// is bounded in size.
+const (
+	dialTimeout  = 3 * time.Second
+	shardTimeout = 30 * time.Second
+	listTimeout  = 5 * time.Second
+	maxListBody  = 64 << 10
+)
+
+// shardKey is the blockstore key of a shard: address, then index big endian,
+// so that a list by address prefix finds every shard of a chunk.
+func shardKey(k store.ShardKey) []byte {
+	b := make([]byte, addr.Size+2)
+	copy(b, k.Addr[:])
+	binary.BigEndian.PutUint16(b[addr.Size:], uint16(k.Index))
+	return b
+}
+
+// shardNet implements store.Net: shards for this peer go to the local
+// blockstore, others over HTTP with pooled keep-alive connections.
+type shardNet struct {
+	p      *Peer
+	client *http.Client
+}
+
+var _ store.Net = (*shardNet)(nil)
+
+func newShardNet(p *Peer) *shardNet {
+	tr := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   32,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: shardTimeout,
+		ExpectContinueTimeout: 2 * time.Second,
+		DisableCompression:    true,
+		WriteBufferSize:       64 << 10,
+		ReadBufferSize:        64 << 10,
+	}
+	return &shardNet{p: p, client: &http.Client{Transport: tr}}
+}
+
+// dataAddr finds a member's data address in gossip.
+func (n *shardNet) dataAddr(peer string) (string, error) {
+	for _, m := range n.p.node.Members() {
+		if m.ID == peer {
+			if m.Meta.DataAddr == "" {
+				return "", fmt.Errorf("peer %s has no data address", peer)
+			}
+			return m.Meta.DataAddr, nil
+		}
+	}
+	return "", fmt.Errorf("peer %s is not a member", peer)
+}
+
+func (n *shardNet) request(ctx context.Context, method, peer, path string, body []byte) (*http.Response, error) {
+	hp, err := n.dataAddr(peer)
+	if err != nil {
+		return nil, err
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+hp+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(api.TokenHeader, n.p.cfg.Keys.PeerToken())
+	if body != nil {
+		req.ContentLength = int64(len(body))
+		req.Header.Set("Expect", "100-continue")
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+func shardPath(k store.ShardKey) string {
+	return "/v1/shard/" + k.Addr.String() + "/" + strconv.Itoa(k.Index)
+}
+
+func (n *shardNet) PutShard(ctx context.Context, peer string, k store.ShardKey, shard []byte) (bool, error) {
+	if peer == n.p.id {
+		return n.p.putLocal(ctx, k, shard)
+	}
+	ctx, cancel := context.WithTimeout(ctx, shardTimeout)
+	defer cancel()
+	resp, err := n.request(ctx, http.MethodPut, peer, shardPath(k), shard)
+	if err != nil {
+		return false, err
+	}
+	defer drain(resp)
+	switch resp.StatusCode {
+	case http.StatusCreated:
+		return true, nil
+	case http.StatusOK:
+		return false, nil
+	default:
+		return false, peerError(resp)
+	}
+}
+
+func (n *shardNet) GetShard(ctx context.Context, peer string, k store.ShardKey) ([]byte, error) {
+	if peer == n.p.id {
+		return n.p.getLocal(ctx, k)
+	}
+	ctx, cancel := context.WithTimeout(ctx, shardTimeout)
+	defer cancel()
+	resp, err := n.request(ctx, http.MethodGet, peer, shardPath(k), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer drain(resp)
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return nil, store.ErrShardNotFound
+	default:
+		return nil, peerError(resp)
+	}
+	if resp.ContentLength > store.MaxShard {
+		return nil, fmt.Errorf("shard of %d bytes exceeds the %d-byte limit", resp.ContentLength, store.MaxShard)
+	}
+	return readBounded(resp.Body, resp.ContentLength, store.MaxShard)
+}
+
+func (n *shardNet) ListShards(ctx context.Context, peer string, a addr.Addr) ([]int, error) {
+	if peer == n.p.id {
+		return n.p.listLocal(ctx, a)
+	}
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	resp, err := n.request(ctx, http.MethodGet, peer, "/v1/shards/"+a.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusOK {
+		return nil, peerError(resp)
+	}
+	var out struct{ Indexes []int }
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxListBody)).Decode(&out); err != nil {
+		return nil, fmt.Errorf("bad shard list: %w", err)
+	}
+	return out.Indexes, nil
+}
+
+// readBounded reads a body of the announced length (or up to max when
+// unknown), never more than max.
+func readBounded(r io.Reader, n, max int64) ([]byte, error) {
+	if n >= 0 {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, fmt.Errorf("short body: %w", err)
+		}
+		return b, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("body exceeds %d bytes", max)
+	}
+	return b, nil
+}
+
+func peerError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	var e api.Error
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return fmt.Errorf("%s: %s", resp.Status, e.Error)
+	}
+	return fmt.Errorf("%s", resp.Status)
+}
+
+// drain lets the connection be reused.
+func drain(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+}
+
+// ErrFull is returned when a shard does not fit in the peer's capacity.
+var ErrFull = errors.New("peer is full")
+
+func (p *Peer) putLocal(ctx context.Context, k store.ShardKey, shard []byte) (bool, error) {
+	key := shardKey(k)
+	has, err := p.bs.Has(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	if has {
+		return false, nil
+	}
+	if used := p.bs.Stats().Bytes; used+int64(len(shard)) > p.cfg.Capacity {
+		return false, fmt.Errorf("%w: %d of %d bytes used", ErrFull, used, p.cfg.Capacity)
+	}
+	if err := p.bs.Put(ctx, key, shard); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (p *Peer) getLocal(ctx context.Context, k store.ShardKey) ([]byte, error) {
+	b, err := p.bs.Get(ctx, shardKey(k))
+	if errors.Is(err, blockstore.ErrNotFound) {
+		return nil, store.ErrShardNotFound
+	}
+	return b, err
+}
+
+func (p *Peer) listLocal(ctx context.Context, a addr.Addr) ([]int, error) {
+	var out []int
+	err := p.bs.List(ctx, a[:], func(key []byte, _ int64) error {
+		if len(key) == addr.Size+2 {
+			out = append(out, int(binary.BigEndian.Uint16(key[addr.Size:])))
+		}
+		return nil
+	})
+	return out, err
+}

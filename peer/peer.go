@@ -1,0 +1,287 @@
+// Package peer is one reef daemon: it owns a blockstore, joins the cluster
+// through membership gossip, serves shards to other peers and files to
+// commands over HTTP, and writes and reads files through package store.
+//
+// Every peer is equal: any of them accepts a file, and any of them can read
+// any file back. What a peer knows of the others comes from gossip only.
+package peer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/reefproject/reef/blockstore"
+	"github.com/reefproject/reef/chunker"
+	"github.com/reefproject/reef/crypt"
+	"github.com/reefproject/reef/membership"
+	"github.com/reefproject/reef/placement"
+	"github.com/reefproject/reef/store"
+)
+
+// Version is the software version advertised in gossip.
+var Version = "0.1.0"
+
+// Config configures a peer.
+type Config struct {
+	DataDir     string
+	Name        string // peer id to use on first start; "" picks one
+	Listen      string // data plane and command API, host:port
+	Gossip      string // gossip host:port
+	Join        []string
+	Zone        string
+	Capacity    int64 // bytes offered; 0 means the size of the file system under DataDir
+	K, M        int
+	WriteQuorum int
+	Chunking    chunker.Params
+	Keys        *crypt.Keys
+	Logger      *slog.Logger
+}
+
+// Peer is a running reef daemon.
+type Peer struct {
+	cfg   Config
+	id    string
+	log   *slog.Logger
+	bs    *blockstore.Store
+	node  *membership.Node
+	ln    net.Listener
+	srv   *http.Server
+	store *store.Store
+	net   *shardNet
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// Start opens the data directory, starts serving and joins the cluster.
+func Start(ctx context.Context, cfg Config) (*Peer, error) {
+	if cfg.Keys == nil {
+		return nil, errors.New("peer: a volume key is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("peer: data dir: %w", err)
+	}
+	id, err := peerID(cfg.DataDir, cfg.Name, cfg.Keys.VolumeID())
+	if err != nil {
+		return nil, err
+	}
+	p := &Peer{cfg: cfg, id: id, log: cfg.Logger.With("peer", id), stop: make(chan struct{})}
+	if p.bs, err = blockstore.Open(filepath.Join(cfg.DataDir, "shards"), blockstore.Options{Logger: p.log.With("component", "badger")}); err != nil {
+		return nil, fmt.Errorf("peer: %w", err)
+	}
+	if p.cfg.Capacity <= 0 {
+		p.cfg.Capacity = diskSize(cfg.DataDir)
+	}
+	if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		p.bs.Close()
+		return nil, fmt.Errorf("peer: listen %s: %w", cfg.Listen, err)
+	}
+	p.net = newShardNet(p)
+	st := p.bs.Stats()
+	p.node, err = membership.Start(ctx, membership.Config{
+		ID:        id,
+		BindAddr:  cfg.Gossip,
+		Join:      cfg.Join,
+		SecretKey: cfg.Keys.GossipKey(),
+		Logger:    p.log.With("component", "gossip"),
+		Meta: membership.Meta{
+			DataAddr: p.ln.Addr().String(),
+			Zone:     cfg.Zone,
+			Capacity: p.cfg.Capacity,
+			Free:     p.free(st.Bytes),
+			Used:     st.Bytes,
+			Shards:   st.Count,
+			Version:  Version,
+		},
+	})
+	if err != nil {
+		p.ln.Close()
+		p.bs.Close()
+		return nil, fmt.Errorf("peer: %w", err)
+	}
+	p.store, err = store.New(store.Config{
+		Keys:        cfg.Keys,
+		K:           cfg.K,
+		M:           cfg.M,
+		WriteQuorum: cfg.WriteQuorum,
+		Chunking:    cfg.Chunking,
+		Net:         p.net,
+		Members:     p.liveMembers,
+		Logger:      p.log,
+	})
+	if err != nil {
+		p.node.Shutdown()
+		p.ln.Close()
+		p.bs.Close()
+		return nil, fmt.Errorf("peer: %w", err)
+	}
+	p.srv = &http.Server{
+		Handler:           p.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("http server stopped", "err", err)
+		}
+	}()
+	go func() { defer p.wg.Done(); p.metaLoop() }()
+	return p, nil
+}
+
+// ID is the peer's stable name.
+func (p *Peer) ID() string { return p.id }
+
+// DataAddr is the bound --listen address.
+func (p *Peer) DataAddr() string { return p.ln.Addr().String() }
+
+// GossipAddr is the bound gossip address.
+func (p *Peer) GossipAddr() string { return p.node.GossipAddr() }
+
+// Store is the peer's file store.
+func (p *Peer) Store() *store.Store { return p.store }
+
+// Shutdown leaves the cluster cleanly and stops serving. It is idempotent.
+func (p *Peer) Shutdown(ctx context.Context) error {
+	p.closeOnce.Do(func() {
+		close(p.stop)
+		var errs []error
+		if err := p.node.Leave(3 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+		if err := p.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("peer: http shutdown: %w", err))
+			p.srv.Close()
+		}
+		p.wg.Wait()
+		if err := p.node.Shutdown(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := p.bs.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		p.closeErr = errors.Join(errs...)
+	})
+	return p.closeErr
+}
+
+// liveMembers returns the members that count for placement.
+func (p *Peer) liveMembers() []placement.Member {
+	live := p.node.Live()
+	out := make([]placement.Member, 0, len(live))
+	for _, m := range live {
+		out = append(out, placement.Member{ID: m.ID, Zone: m.Meta.Zone, Weight: float64(m.Meta.Capacity)})
+	}
+	return out
+}
+
+func (p *Peer) free(used int64) int64 {
+	free := p.cfg.Capacity - used
+	if df := diskFree(p.cfg.DataDir); df >= 0 && df < free {
+		free = df
+	}
+	return max(free, 0)
+}
+
+// metaLoop keeps this peer's gossiped usage figures current.
+func (p *Peer) metaLoop() {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	var last blockstore.Stats
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		st := p.bs.Stats()
+		if st == last {
+			continue
+		}
+		last = st
+		err := p.node.UpdateMeta(func(m *membership.Meta) {
+			m.Used, m.Shards, m.Free = st.Bytes, st.Count, p.free(st.Bytes)
+		})
+		if err != nil {
+			p.log.Warn("gossip metadata update failed", "err", err)
+		}
+	}
+}
+
+// peerID reads the data directory's peer id, creating it on first start.
+func peerID(dir, name, volume string) (string, error) {
+	idPath := filepath.Join(dir, "peer-id")
+	b, err := os.ReadFile(idPath)
+	if err == nil {
+		fields := strings.Fields(string(b))
+		if len(fields) != 2 || !validName.MatchString(fields[0]) {
+			return "", fmt.Errorf("peer: %s is damaged (want \"ID VOLUME\")", idPath)
+		}
+		if fields[1] != volume {
+			return "", fmt.Errorf("peer: data dir %s belongs to volume %s, but the key file is for volume %s", dir, fields[1], volume)
+		}
+		if name != "" && name != fields[0] {
+			return "", fmt.Errorf("peer: data dir %s belongs to peer %q, not %q", dir, fields[0], name)
+		}
+		return fields[0], nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("peer: %w", err)
+	}
+	if name == "" {
+		var r [3]byte
+		rand.Read(r[:])
+		name = "peer-" + hex.EncodeToString(r[:])
+	}
+	if !validName.MatchString(name) {
+		return "", fmt.Errorf("peer: name %q: use letters, digits, '.', '_' and '-' (at most 63)", name)
+	}
+	tmp := idPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(name+" "+volume+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("peer: %w", err)
+	}
+	if err := os.Rename(tmp, idPath); err != nil {
+		return "", fmt.Errorf("peer: %w", err)
+	}
+	return name, nil
+}
+
+func diskSize(dir string) int64 {
+	var s syscall.Statfs_t
+	if syscall.Statfs(dir, &s) != nil {
+		return 1 << 40
+	}
+	return int64(s.Blocks) * s.Bsize
+}
+
+func diskFree(dir string) int64 {
+	var s syscall.Statfs_t
+	if syscall.Statfs(dir, &s) != nil {
+		return -1
+	}
+	return int64(s.Bavail) * s.Bsize
+}

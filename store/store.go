@@ -1,0 +1,676 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/reefproject/reef/addr"
+	"github.com/reefproject/reef/chunker"
+	"github.com/reefproject/reef/crypt"
+	"github.com/reefproject/reef/erasure"
+	"github.com/reefproject/reef/placement"
+)
+
+// MaxBlob is the largest sealed blob the store writes or accepts: the largest
+// chunk or manifest plus the envelope. Peers bound shard sizes by it.
+const MaxBlob = 8 << 20
+
+// MaxShard bounds one shard on the wire and on disk (k=1 puts a whole blob in
+// one shard).
+const MaxShard = MaxBlob + erasure.HeaderSize
+
+var (
+	// ErrShardNotFound is returned (wrapped) by Net.GetShard when the peer
+	// does not hold the shard.
+	ErrShardNotFound = errors.New("shard not found")
+	// ErrCorrupt is returned (wrapped) when decoded bytes do not match their
+	// address or do not open.
+	ErrCorrupt = errors.New("corrupt chunk")
+	// ErrUnavailable is returned (wrapped) when too few shards of a chunk can
+	// be read or written.
+	ErrUnavailable = errors.New("chunk unavailable")
+)
+
+// ShardKey names one shard: a chunk address and a shard index.
+type ShardKey struct {
+	Addr  addr.Addr
+	Index int
+}
+
+func (k ShardKey) String() string { return fmt.Sprintf("%s/%d", k.Addr.Short(), k.Index) }
+
+// Net moves shards to and from peers, this one included. Implementations are
+// safe for concurrent use; slices passed in are not retained after return and
+// slices returned belong to the caller.
+type Net interface {
+	// PutShard stores a shard durably on peer. It reports whether the peer
+	// stored it now (false: the peer held it already).
+	PutShard(ctx context.Context, peer string, key ShardKey, shard []byte) (stored bool, err error)
+	// GetShard reads a shard from peer; ErrShardNotFound if it has none.
+	GetShard(ctx context.Context, peer string, key ShardKey) ([]byte, error)
+	// ListShards returns the indexes of a's shards that peer holds.
+	ListShards(ctx context.Context, peer string, a addr.Addr) ([]int, error)
+}
+
+// Config configures a Store.
+type Config struct {
+	Keys        *crypt.Keys
+	K, M        int // the coding of what this store writes
+	WriteQuorum int // shards that must be durable before a chunk is acknowledged; 0 means K+M
+	Chunking    chunker.Params
+	Net         Net
+	// Members returns the live members, for placement. It is called once per
+	// chunk and must be cheap.
+	Members    func() []placement.Member
+	Parallel   int           // chunks in flight per file; 0 means 8
+	HedgeAfter time.Duration // a shard read slower than this gets a hedge request; 0 means 500ms
+	Logger     *slog.Logger
+}
+
+// Store reads and writes files through the cluster.
+type Store struct {
+	cfg   Config
+	coder *erasure.Coder
+	bufs  sync.Pool // *[]byte with cap >= chunk max
+	log   *slog.Logger
+}
+
+// New checks cfg and returns a Store.
+func New(cfg Config) (*Store, error) {
+	if cfg.Keys == nil || cfg.Net == nil || cfg.Members == nil {
+		return nil, errors.New("store: Keys, Net and Members are required")
+	}
+	coder, err := erasure.New(cfg.K, cfg.M)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	n := cfg.K + cfg.M
+	if cfg.WriteQuorum == 0 {
+		cfg.WriteQuorum = n
+	}
+	if min := min(cfg.K+1, n); cfg.WriteQuorum < min || cfg.WriteQuorum > n {
+		return nil, fmt.Errorf("store: write quorum %d out of range [%d, %d] for k=%d m=%d", cfg.WriteQuorum, min, n, cfg.K, cfg.M)
+	}
+	if cfg.Chunking == (chunker.Params{}) {
+		cfg.Chunking = chunker.DefaultParams()
+	}
+	if err := cfg.Chunking.Validate(); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if cfg.Chunking.Max+crypt.Overhead > MaxBlob {
+		return nil, fmt.Errorf("store: chunk max %d too large (limit %d)", cfg.Chunking.Max, MaxBlob-crypt.Overhead)
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 8
+	}
+	if cfg.HedgeAfter <= 0 {
+		cfg.HedgeAfter = 500 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{cfg: cfg, coder: coder, log: cfg.Logger}
+	max := cfg.Chunking.Max
+	s.bufs.New = func() any { b := make([]byte, 0, max); return &b }
+	return s, nil
+}
+
+// PutStats describes one PutFile.
+type PutStats struct {
+	Size      int64 // bytes of the file
+	Chunks    int   // data chunks
+	NewShards int   // shards stored now
+	DupShards int   // shards that were already held
+}
+
+// PutFile stores everything r yields and returns the file's address.
+func (s *Store) PutFile(ctx context.Context, r io.Reader) (addr.Addr, PutStats, error) {
+	var st PutStats
+	ch, err := chunker.New(r, s.cfg.Chunking)
+	if err != nil {
+		return addr.Addr{}, st, fmt.Errorf("store: %w", err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.Parallel)
+	var (
+		mu      sync.Mutex
+		entries []*Entry
+	)
+	var readErr error
+	for {
+		if gctx.Err() != nil {
+			break
+		}
+		c, err := ch.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+		bp := s.bufs.Get().(*[]byte)
+		data := append((*bp)[:0], c...)
+		e := &Entry{Length: int64(len(data))}
+		entries = append(entries, e)
+		g.Go(func() error {
+			defer func() { *bp = data[:0]; s.bufs.Put(bp) }()
+			got, nw, dup, err := s.putBlob(gctx, data)
+			if err != nil {
+				return err
+			}
+			*e = got
+			mu.Lock()
+			st.NewShards += nw
+			st.DupShards += dup
+			mu.Unlock()
+			return nil
+		})
+	}
+	werr := g.Wait()
+	if readErr != nil {
+		return addr.Addr{}, st, fmt.Errorf("store: read input: %w", readErr)
+	}
+	if werr != nil {
+		return addr.Addr{}, st, werr
+	}
+	if err := ctx.Err(); err != nil {
+		return addr.Addr{}, st, err
+	}
+	flat := make([]Entry, len(entries))
+	for i, e := range entries {
+		flat[i] = *e
+		st.Size += e.Length
+	}
+	st.Chunks = len(flat)
+	root, nw, dup, err := s.putManifests(ctx, flat, kindData)
+	st.NewShards += nw
+	st.DupShards += dup
+	if err != nil {
+		return addr.Addr{}, st, err
+	}
+	return root.Addr, st, nil
+}
+
+// putManifests stores entries as one manifest, or as a tree when they do not
+// fit in one, and returns the root.
+func (s *Store) putManifests(ctx context.Context, entries []Entry, kind byte) (Entry, int, int, error) {
+	var nw, dup int
+	for len(entries) > maxEntries {
+		var up []Entry
+		for part := range slices.Chunk(entries, maxEntries) {
+			e, a, b, err := s.putManifest(ctx, part, kind)
+			nw, dup = nw+a, dup+b
+			if err != nil {
+				return Entry{}, nw, dup, err
+			}
+			up = append(up, e)
+		}
+		entries, kind = up, kindIndirect
+	}
+	e, a, b, err := s.putManifest(ctx, entries, kind)
+	return e, nw + a, dup + b, err
+}
+
+func (s *Store) putManifest(ctx context.Context, entries []Entry, kind byte) (Entry, int, int, error) {
+	var size int64
+	for _, e := range entries {
+		size += e.Length
+	}
+	e, nw, dup, err := s.putBlob(ctx, encodeManifest(manifest{kind: kind, size: size, entries: entries}))
+	e.Length = size
+	return e, nw, dup, err
+}
+
+// putBlob seals, codes and places one plaintext chunk.
+func (s *Store) putBlob(ctx context.Context, plain []byte) (Entry, int, int, error) {
+	blob, err := s.cfg.Keys.Seal(nil, plain)
+	if err != nil {
+		return Entry{}, 0, 0, fmt.Errorf("store: seal: %w", err)
+	}
+	a := addr.Sum(blob)
+	e := Entry{Addr: a, Length: int64(len(plain)), K: s.cfg.K, M: s.cfg.M}
+	nw, dup, err := s.storeStripe(ctx, a, blob)
+	return e, nw, dup, err
+}
+
+type putResult struct {
+	index  int
+	peer   string
+	stored bool
+	err    error
+}
+
+// storeStripe codes blob and writes its shards to their holders, returning at
+// the write quorum.
+func (s *Store) storeStripe(ctx context.Context, a addr.Addr, blob []byte) (int, int, error) {
+	shards, err := s.coder.Encode(blob)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: encode %s: %w", a.Short(), err)
+	}
+	live := s.cfg.Members()
+	if len(live) == 0 {
+		return 0, 0, fmt.Errorf("store: chunk %s: no live peers: %w", a.Short(), ErrUnavailable)
+	}
+	n := len(shards)
+	holders := placement.Place(a[:], n, live)
+	var mu sync.Mutex // guards used
+	used := make(map[string]int, n)
+	for _, h := range holders {
+		used[h.ID]++
+	}
+	// Shards not yet acknowledged when the quorum is reached keep going in
+	// the background, bounded in time, so the stripe ends up complete.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	results := make(chan putResult, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results <- s.putShard(bg, ShardKey{a, i}, shards[i], holders[i].ID, live, &mu, used)
+		}()
+	}
+	go func() { wg.Wait(); cancel() }()
+
+	var ok, nw, dup int
+	var errs []string
+	for range n {
+		var r putResult
+		select {
+		case r = <-results:
+		case <-ctx.Done():
+			return nw, dup, ctx.Err()
+		}
+		if r.err != nil {
+			errs = append(errs, fmt.Sprintf("shard %d: %v", r.index, r.err))
+			if n-len(errs) < s.cfg.WriteQuorum {
+				return nw, dup, fmt.Errorf("store: chunk %s: %d of %d shards could not be stored, write quorum is %d: %s: %w",
+					a.Short(), len(errs), n, s.cfg.WriteQuorum, strings.Join(errs, "; "), ErrUnavailable)
+			}
+			continue
+		}
+		ok++
+		if r.stored {
+			nw++
+		} else {
+			dup++
+		}
+		if ok >= s.cfg.WriteQuorum {
+			return nw, dup, nil
+		}
+	}
+	return nw, dup, nil
+}
+
+// putShard writes one shard to its holder, falling back to the next peers of
+// the shard's ranking that hold no shard of this stripe yet.
+func (s *Store) putShard(ctx context.Context, key ShardKey, shard []byte, holder string, live []placement.Member, mu *sync.Mutex, used map[string]int) putResult {
+	const attempts = 3
+	peer := holder
+	var errs []string
+	for try := 0; ; try++ {
+		stored, err := s.cfg.Net.PutShard(ctx, peer, key, shard)
+		if err == nil {
+			return putResult{index: key.Index, peer: peer, stored: stored}
+		}
+		errs = append(errs, fmt.Sprintf("%s: %v", peer, err))
+		s.log.Warn("shard write failed", "shard", key.String(), "peer", peer, "err", err)
+		if try+1 >= attempts || ctx.Err() != nil {
+			break
+		}
+		next := ""
+		mu.Lock()
+		for _, m := range placement.Rank(key.Addr[:], key.Index, live) {
+			if used[m.ID] == 0 {
+				next = m.ID
+				break
+			}
+		}
+		if next != "" {
+			used[next]++
+		}
+		mu.Unlock()
+		if next == "" {
+			break
+		}
+		peer = next
+	}
+	return putResult{index: key.Index, err: errors.New(strings.Join(errs, "; "))}
+}
+
+// GetBlob returns the plaintext of one chunk. e.K == 0 means the coding is
+// unknown (a root manifest): it is learned from the first shard found.
+func (s *Store) GetBlob(ctx context.Context, e Entry) ([]byte, error) {
+	blob, err := s.fetchStripe(ctx, e.Addr, e.K, e.M)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := s.cfg.Keys.Open(blob)
+	if err != nil {
+		return nil, fmt.Errorf("store: chunk %s: %w: %w", e.Addr.Short(), ErrCorrupt, err)
+	}
+	if e.K != 0 && int64(len(plain)) != e.Length {
+		return nil, fmt.Errorf("store: chunk %s: %w: %d bytes, manifest says %d", e.Addr.Short(), ErrCorrupt, len(plain), e.Length)
+	}
+	return plain, nil
+}
+
+// ShardsError says how many shards of a chunk could be found.
+type ShardsError struct {
+	Addr        addr.Addr
+	Found, Need int
+	Total       int // k+m, 0 when not even the coding is known
+	Asked       int // peers asked
+	Causes      []string
+}
+
+func (e *ShardsError) Error() string {
+	var b strings.Builder
+	if e.Total == 0 {
+		fmt.Fprintf(&b, "chunk %s: no shard found on any of %d live peers", e.Addr.Short(), e.Asked)
+	} else {
+		fmt.Fprintf(&b, "chunk %s: found %d of %d shards, need %d", e.Addr.Short(), e.Found, e.Total, e.Need)
+	}
+	if len(e.Causes) > 0 {
+		c := e.Causes
+		if len(c) > 4 {
+			c = append(c[:4:4], fmt.Sprintf("and %d more", len(e.Causes)-4))
+		}
+		fmt.Fprintf(&b, " (%s)", strings.Join(c, "; "))
+	}
+	return b.String()
+}
+
+// Unwrap makes errors.Is(err, ErrUnavailable) true.
+func (e *ShardsError) Unwrap() error { return ErrUnavailable }
+
+type cand struct {
+	index int
+	peer  string
+}
+
+type getResult struct {
+	c     cand
+	shard []byte
+	err   error
+}
+
+// fetchStripe gathers k verified shards of a and decodes them.
+func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	live := s.cfg.Members()
+	var queue []cand
+	if k > 0 {
+		for i, h := range placement.Place(a[:], k+m, live) {
+			queue = append(queue, cand{i, h.ID})
+		}
+	}
+	results := make(chan getResult)
+	got := make(map[int][]byte)
+	tried := make(map[cand]bool)
+	var causes []string
+	inflight, located, asked := 0, false, 0
+	launch := func() bool {
+		for len(queue) > 0 {
+			c := queue[0]
+			queue = queue[1:]
+			if tried[c] || got[c.index] != nil {
+				continue
+			}
+			tried[c] = true
+			inflight++
+			go func() {
+				sh, err := s.cfg.Net.GetShard(ctx, c.peer, ShardKey{a, c.index})
+				select {
+				case results <- getResult{c, sh, err}:
+				case <-ctx.Done():
+				}
+			}()
+			return true
+		}
+		return false
+	}
+	need := func() int {
+		if k == 0 {
+			return 1
+		}
+		return k
+	}
+	topUp := func() {
+		for inflight < need()-len(got) && launch() {
+		}
+	}
+	topUp()
+	hedge := time.NewTimer(s.cfg.HedgeAfter)
+	defer hedge.Stop()
+	for k == 0 || len(got) < k {
+		if inflight == 0 {
+			if located {
+				e := &ShardsError{Addr: a, Found: len(got), Need: k, Asked: asked, Causes: causes}
+				if k > 0 {
+					e.Total = k + m
+				}
+				return nil, fmt.Errorf("store: %w", e)
+			}
+			located = true
+			var more []cand
+			more, asked = s.locate(ctx, a, live, &causes)
+			queue = append(queue, more...)
+			topUp()
+			continue
+		}
+		select {
+		case r := <-results:
+			inflight--
+			if r.err != nil {
+				if !errors.Is(r.err, ErrShardNotFound) {
+					causes = append(causes, fmt.Sprintf("%s: %v", r.c.peer, r.err))
+				}
+			} else if h, err := erasure.Verify(r.shard); err != nil {
+				causes = append(causes, fmt.Sprintf("%s: shard %d: %v", r.c.peer, r.c.index, err))
+			} else if h.Index != r.c.index || (k != 0 && (h.K != k || h.M != m)) {
+				causes = append(causes, fmt.Sprintf("%s: shard %d: header says %d/%d+%d", r.c.peer, r.c.index, h.Index, h.K, h.M))
+			} else {
+				if k == 0 {
+					k, m = h.K, h.M
+					for i, p := range placement.Place(a[:], k+m, live) {
+						queue = append(queue, cand{i, p.ID})
+					}
+					sort.SliceStable(queue, func(i, j int) bool { return queue[i].index < queue[j].index })
+				}
+				got[r.c.index] = r.shard
+			}
+			topUp()
+		case <-hedge.C:
+			launch()
+			hedge.Reset(s.cfg.HedgeAfter)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	coder, err := erasure.New(k, m)
+	if err != nil {
+		return nil, fmt.Errorf("store: chunk %s: %w", a.Short(), err)
+	}
+	shards := make([][]byte, k+m)
+	for i, sh := range got {
+		shards[i] = sh
+	}
+	blob, err := coder.Decode(shards)
+	if err != nil {
+		return nil, fmt.Errorf("store: chunk %s: %w", a.Short(), err)
+	}
+	if addr.Sum(blob) != a {
+		return nil, fmt.Errorf("store: chunk %s: %w: decoded bytes do not match the address", a.Short(), ErrCorrupt)
+	}
+	return blob, nil
+}
+
+// locate asks every live peer which shards of a it holds, and returns them
+// as candidates, data shards first.
+func (s *Store) locate(ctx context.Context, a addr.Addr, live []placement.Member, causes *[]string) ([]cand, int) {
+	var mu sync.Mutex
+	var out []cand
+	var wg sync.WaitGroup
+	for _, p := range live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			idx, err := s.cfg.Net.ListShards(ctx, p.ID, a)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				*causes = append(*causes, fmt.Sprintf("%s: %v", p.ID, err))
+				return
+			}
+			for _, i := range idx {
+				out = append(out, cand{i, p.ID})
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].index != out[j].index {
+			return out[i].index < out[j].index
+		}
+		return out[i].peer < out[j].peer
+	})
+	return out, len(live)
+}
+
+// Stat returns the size of the file at a.
+func (s *Store) Stat(ctx context.Context, a addr.Addr) (int64, error) {
+	root, err := s.root(ctx, a)
+	if err != nil {
+		return 0, err
+	}
+	return root.size, nil
+}
+
+func (s *Store) root(ctx context.Context, a addr.Addr) (manifest, error) {
+	plain, err := s.GetBlob(ctx, Entry{Addr: a})
+	if err != nil {
+		return manifest{}, err
+	}
+	m, err := decodeManifest(plain)
+	if err != nil {
+		return manifest{}, fmt.Errorf("store: %s is not a file: %w", a.Short(), err)
+	}
+	return m, nil
+}
+
+// WriteFile writes the file at a to w and returns the bytes written. It
+// fetches the root first, so a missing or unreadable file fails before any
+// byte is written.
+func (s *Store) WriteFile(ctx context.Context, a addr.Addr, w io.Writer) (int64, error) {
+	root, err := s.root(ctx, a)
+	if err != nil {
+		return 0, err
+	}
+	return s.writeTree(ctx, root, w)
+}
+
+// Open fetches the root of the file at a and returns its size and a function
+// that streams its content to w.
+func (s *Store) Open(ctx context.Context, a addr.Addr) (int64, func(context.Context, io.Writer) (int64, error), error) {
+	root, err := s.root(ctx, a)
+	if err != nil {
+		return 0, nil, err
+	}
+	return root.size, func(ctx context.Context, w io.Writer) (int64, error) { return s.writeTree(ctx, root, w) }, nil
+}
+
+type fetched struct {
+	data []byte
+	err  error
+}
+
+func (s *Store) writeTree(ctx context.Context, root manifest, w io.Writer) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	futures := make(chan chan fetched, s.cfg.Parallel)
+	var walkErr error
+	go func() {
+		defer close(futures)
+		walkErr = s.walk(ctx, root, 0, func(e Entry) bool {
+			f := make(chan fetched, 1)
+			select {
+			case futures <- f:
+			case <-ctx.Done():
+				return false
+			}
+			go func() {
+				d, err := s.GetBlob(ctx, e)
+				f <- fetched{d, err}
+			}()
+			return true
+		})
+	}()
+	var n int64
+	for f := range futures {
+		r := <-f
+		if r.err != nil {
+			cancel()
+			for range futures {
+			}
+			return n, r.err
+		}
+		m, err := w.Write(r.data)
+		n += int64(m)
+		if err != nil {
+			cancel()
+			for range futures {
+			}
+			return n, fmt.Errorf("store: write output: %w", err)
+		}
+	}
+	if walkErr != nil {
+		return n, walkErr
+	}
+	if n != root.size {
+		return n, fmt.Errorf("store: %w: file has %d bytes, manifest says %d", ErrCorrupt, n, root.size)
+	}
+	return n, nil
+}
+
+// walk calls fn for each data entry under m in order; fn returns false to stop.
+func (s *Store) walk(ctx context.Context, m manifest, depth int, fn func(Entry) bool) error {
+	if depth > maxManifestDepth {
+		return fmt.Errorf("store: %w: deeper than %d levels", ErrBadManifest, maxManifestDepth)
+	}
+	for _, e := range m.entries {
+		if m.kind == kindData {
+			if !fn(e) {
+				return ctx.Err()
+			}
+			continue
+		}
+		plain, err := s.GetBlob(ctx, e)
+		if err != nil {
+			return err
+		}
+		sub, err := decodeManifest(plain)
+		if err != nil {
+			return err
+		}
+		if sub.size != e.Length {
+			return fmt.Errorf("store: %w: sub-manifest covers %d bytes, parent says %d", ErrBadManifest, sub.size, e.Length)
+		}
+		if err := s.walk(ctx, sub, depth+1, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
