@@ -199,7 +199,7 @@ func (p *Peer) handleGetFile(w http.ResponseWriter, r *http.Request) {
 	}
 	size, stream, err := p.store.Open(r.Context(), a)
 	if err != nil {
-		api.WriteError(w, statusFor(err), fmt.Errorf("get %s: %w", a, err))
+		api.WriteError(w, statusFor(err), err)
 		return
 	}
 	w.Header().Set("Trailer", api.ErrorTrailer)
@@ -208,7 +208,7 @@ func (p *Peer) handleGetFile(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	if _, err := stream(r.Context(), idleWriter{w, http.NewResponseController(w)}); err != nil {
 		p.log.Error("get failed mid-stream", "addr", a.String(), "err", err)
-		w.Header().Set(api.ErrorTrailer, fmt.Sprintf("get %s: %v", a, err))
+		w.Header().Set(api.ErrorTrailer, err.Error())
 	}
 }
 

@@ -127,6 +127,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		Chunking:    cfg.Chunking,
 		Net:         p.net,
 		Members:     p.liveMembers,
+		Others:      p.otherMembers,
 		Logger:      p.log,
 	})
 	if err != nil {
@@ -195,6 +196,17 @@ func (p *Peer) liveMembers() []placement.Member {
 	out := make([]placement.Member, 0, len(live))
 	for _, m := range live {
 		out = append(out, placement.Member{ID: m.ID, Zone: m.Meta.Zone, Weight: float64(m.Meta.Capacity)})
+	}
+	return out
+}
+
+// otherMembers returns the members believed gone.
+func (p *Peer) otherMembers() []placement.Member {
+	var out []placement.Member
+	for _, m := range p.node.Members() {
+		if m.State == membership.StateDead || m.State == membership.StateLeft {
+			out = append(out, placement.Member{ID: m.ID, Zone: m.Meta.Zone, Weight: float64(m.Meta.Capacity)})
+		}
 	}
 	return out
 }

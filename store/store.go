@@ -71,7 +71,11 @@ type Config struct {
 	Net         Net
 	// Members returns the live members, for placement. It is called once per
 	// chunk and must be cheap.
-	Members    func() []placement.Member
+	Members func() []placement.Member
+	// Others returns the members that are not live (suspect-dead, dead,
+	// left): asked for shards as a last resort, since a stale view of
+	// membership must not make data unreadable. May be nil.
+	Others     func() []placement.Member
 	Parallel   int           // chunks in flight per file; 0 means 8
 	HedgeAfter time.Duration // a shard read slower than this gets a hedge request; 0 means 500ms
 	Logger     *slog.Logger
@@ -421,7 +425,7 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte,
 	got := make(map[int][]byte)
 	tried := make(map[cand]bool)
 	var causes []string
-	inflight, located, asked := 0, false, 0
+	inflight, located, asked := 0, 0, 0
 	launch := func() bool {
 		for len(queue) > 0 {
 			c := queue[0]
@@ -457,17 +461,27 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte,
 	defer hedge.Stop()
 	for k == 0 || len(got) < k {
 		if inflight == 0 {
-			if located {
-				e := &ShardsError{Addr: a, Found: len(got), Need: k, Asked: asked, Causes: causes}
+			// Placement holders are exhausted: ask the live peers which
+			// shards they have, then, last, the ones believed gone.
+			var who []placement.Member
+			switch located {
+			case 0:
+				who = live
+			case 1:
+				if s.cfg.Others != nil {
+					who = s.cfg.Others()
+				}
+			}
+			if located >= 2 || (located == 1 && len(who) == 0) {
+				e := &ShardsError{Addr: a, Found: len(got), Need: k, Asked: asked, Causes: dedupe(causes)}
 				if k > 0 {
 					e.Total = k + m
 				}
-				return nil, fmt.Errorf("store: %w", e)
+				return nil, e
 			}
-			located = true
-			var more []cand
-			more, asked = s.locate(ctx, a, live, &causes)
-			queue = append(queue, more...)
+			located++
+			asked += len(who)
+			queue = append(queue, s.locate(ctx, a, who, &causes)...)
 			topUp()
 			continue
 		}
@@ -520,7 +534,7 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte,
 
 // locate asks every live peer which shards of a it holds, and returns them
 // as candidates, data shards first.
-func (s *Store) locate(ctx context.Context, a addr.Addr, live []placement.Member, causes *[]string) ([]cand, int) {
+func (s *Store) locate(ctx context.Context, a addr.Addr, live []placement.Member, causes *[]string) []cand {
 	var mu sync.Mutex
 	var out []cand
 	var wg sync.WaitGroup
@@ -547,7 +561,20 @@ func (s *Store) locate(ctx context.Context, a addr.Addr, live []placement.Member
 		}
 		return out[i].peer < out[j].peer
 	})
-	return out, len(live)
+	return out
+}
+
+// dedupe keeps the first of equal messages, in order.
+func dedupe(msgs []string) []string {
+	seen := make(map[string]bool, len(msgs))
+	out := msgs[:0:0]
+	for _, m := range msgs {
+		if !seen[m] {
+			seen[m] = true
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Stat returns the size of the file at a.
