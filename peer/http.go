@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -28,6 +29,8 @@ func (p *Peer) routes() http.Handler {
 	mux.HandleFunc("POST /v1/files", p.clientOnly(p.handlePutFile))
 	mux.HandleFunc("GET /v1/files/{addr}", p.clientOnly(p.handleGetFile))
 	mux.HandleFunc("GET /v1/status", p.clientOnly(p.handleStatus))
+	mux.HandleFunc("/debug/pprof/", p.clientOnly(pprof.Index))
+	mux.HandleFunc("/debug/pprof/profile", p.clientOnly(pprof.Profile))
 	return mux
 }
 

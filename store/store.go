@@ -78,6 +78,7 @@ type Config struct {
 	Others     func() []placement.Member
 	Parallel   int           // chunks in flight per file; 0 means 8
 	HedgeAfter time.Duration // a shard read slower than this gets a hedge request; 0 means 500ms
+	CacheBytes int64         // decoded chunks kept for ReadAt; 0 means 128 MiB
 	Logger     *slog.Logger
 }
 
@@ -87,7 +88,11 @@ type Store struct {
 	coder *erasure.Coder
 	bufs  sync.Pool // *[]byte with cap >= chunk max
 	log   *slog.Logger
+	cache *readCache
 }
+
+// shardFetchBudget bounds a background read-ahead.
+const shardFetchBudget = 30 * time.Second
 
 // New checks cfg and returns a Store.
 func New(cfg Config) (*Store, error) {
@@ -123,7 +128,10 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{cfg: cfg, coder: coder, log: cfg.Logger}
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = 128 << 20
+	}
+	s := &Store{cfg: cfg, coder: coder, log: cfg.Logger, cache: newReadCache(cfg.CacheBytes)}
 	max := cfg.Chunking.Max
 	s.bufs.New = func() any { b := make([]byte, 0, max); return &b }
 	return s, nil
@@ -287,6 +295,10 @@ func (s *Store) storeStripe(ctx context.Context, a addr.Addr, blob []byte) (int,
 	}
 	go func() { wg.Wait(); cancel() }()
 
+	// Shards on fewer than k+1 distinct peers would not survive the loss
+	// of one peer: like Ceph's min_size, such a write is not acknowledged.
+	minDistinct := min(s.cfg.K+1, n)
+	distinct := map[string]bool{}
 	var ok, nw, dup int
 	var errs []string
 	for range n {
@@ -305,40 +317,56 @@ func (s *Store) storeStripe(ctx context.Context, a addr.Addr, blob []byte) (int,
 			continue
 		}
 		ok++
+		distinct[r.peer] = true
 		if r.stored {
 			nw++
 		} else {
 			dup++
 		}
-		if ok >= s.cfg.WriteQuorum {
+		if ok >= s.cfg.WriteQuorum && len(distinct) >= minDistinct {
 			return nw, dup, nil
 		}
 	}
-	return nw, dup, nil
+	return nw, dup, fmt.Errorf("store: chunk %s: shards reached only %d distinct peers, need %d to survive a peer's loss: %w",
+		a.Short(), len(distinct), minDistinct, ErrUnavailable)
 }
 
-// putShard writes one shard to its holder, falling back to the next peers of
-// the shard's ranking that hold no shard of this stripe yet.
+// putShard writes one shard to its holder. When the holder fails, the next
+// peer of the shard's ranking that holds no shard of this stripe takes it;
+// when every peer holds one already (fewer reachable peers than k+m, as when
+// a peer has just died), the best-ranked peer that has not failed takes a
+// second one, as placement itself does with fewer members than k+m.
 func (s *Store) putShard(ctx context.Context, key ShardKey, shard []byte, holder string, live []placement.Member, mu *sync.Mutex, used map[string]int) putResult {
 	const attempts = 3
 	peer := holder
 	var errs []string
+	failed := map[string]bool{}
 	for try := 0; ; try++ {
 		stored, err := s.cfg.Net.PutShard(ctx, peer, key, shard)
 		if err == nil {
 			return putResult{index: key.Index, peer: peer, stored: stored}
 		}
 		errs = append(errs, fmt.Sprintf("%s: %v", peer, err))
+		failed[peer] = true
 		s.log.Warn("shard write failed", "shard", key.String(), "peer", peer, "err", err)
 		if try+1 >= attempts || ctx.Err() != nil {
 			break
 		}
 		next := ""
 		mu.Lock()
-		for _, m := range placement.Rank(key.Addr[:], key.Index, live) {
-			if used[m.ID] == 0 {
+		ranked := placement.Rank(key.Addr[:], key.Index, live)
+		for _, m := range ranked {
+			if used[m.ID] == 0 && !failed[m.ID] {
 				next = m.ID
 				break
+			}
+		}
+		if next == "" {
+			least := -1
+			for _, m := range ranked {
+				if !failed[m.ID] && (least < 0 || used[m.ID] < least) {
+					next, least = m.ID, used[m.ID]
+				}
 			}
 		}
 		if next != "" {

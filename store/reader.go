@@ -1,0 +1,218 @@
+package store
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/reefproject/reef/addr"
+)
+
+// fileIndex is a flattened manifest: every data chunk with its offset.
+type fileIndex struct {
+	size    int64
+	entries []Entry
+	offsets []int64 // offsets[i] is where entries[i] starts
+}
+
+func (ix *fileIndex) find(off int64) int {
+	return sort.Search(len(ix.offsets), func(i int) bool { return ix.offsets[i]+ix.entries[i].Length > off })
+}
+
+// lru is a small byte-bounded LRU cache, safe for concurrent use.
+type lru[K comparable, V any] struct {
+	mu    sync.Mutex // guards the fields below
+	max   int64
+	size  int64
+	order *list.List // of *lruItem[K, V], most recent at the front
+	items map[K]*list.Element
+	cost  func(V) int64
+}
+
+type lruItem[K comparable, V any] struct {
+	key K
+	val V
+}
+
+func newLRU[K comparable, V any](max int64, cost func(V) int64) *lru[K, V] {
+	return &lru[K, V]{max: max, order: list.New(), items: map[K]*list.Element{}, cost: cost}
+}
+
+func (c *lru[K, V]) get(k K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[k]; ok {
+		c.order.MoveToFront(e)
+		return e.Value.(*lruItem[K, V]).val, true
+	}
+	var zero V
+	return zero, false
+}
+
+func (c *lru[K, V]) put(k K, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[k]; ok {
+		c.size -= c.cost(e.Value.(*lruItem[K, V]).val)
+		c.order.Remove(e)
+	}
+	c.items[k] = c.order.PushFront(&lruItem[K, V]{k, v})
+	c.size += c.cost(v)
+	for c.size > c.max && c.order.Len() > 1 {
+		e := c.order.Back()
+		it := e.Value.(*lruItem[K, V])
+		c.order.Remove(e)
+		delete(c.items, it.key)
+		c.size -= c.cost(it.val)
+	}
+}
+
+// flight collapses concurrent fetches of one key into one.
+type flight[K comparable, V any] struct {
+	mu    sync.Mutex // guards calls
+	calls map[K]*flightCall[V]
+}
+
+type flightCall[V any] struct {
+	done chan struct{}
+	val  V
+	err  error
+}
+
+func (f *flight[K, V]) do(k K, fn func() (V, error)) (V, error) {
+	f.mu.Lock()
+	if f.calls == nil {
+		f.calls = map[K]*flightCall[V]{}
+	}
+	if c, ok := f.calls[k]; ok {
+		f.mu.Unlock()
+		<-c.done
+		return c.val, c.err
+	}
+	c := &flightCall[V]{done: make(chan struct{})}
+	f.calls[k] = c
+	f.mu.Unlock()
+	c.val, c.err = fn()
+	close(c.done)
+	f.mu.Lock()
+	delete(f.calls, k)
+	f.mu.Unlock()
+	return c.val, c.err
+}
+
+// readCache holds decoded chunks and flattened manifests for ReadAt.
+type readCache struct {
+	chunks  *lru[addr.Addr, []byte]
+	indexes *lru[addr.Addr, *fileIndex]
+	cf      flight[addr.Addr, []byte]
+	xf      flight[addr.Addr, *fileIndex]
+}
+
+func newReadCache(chunkBytes int64) *readCache {
+	return &readCache{
+		chunks:  newLRU[addr.Addr, []byte](chunkBytes, func(b []byte) int64 { return int64(cap(b)) + 64 }),
+		indexes: newLRU[addr.Addr, *fileIndex](32<<20, func(ix *fileIndex) int64 { return int64(len(ix.entries))*64 + 64 }),
+	}
+}
+
+func (s *Store) index(ctx context.Context, a addr.Addr) (*fileIndex, error) {
+	if ix, ok := s.cache.indexes.get(a); ok {
+		return ix, nil
+	}
+	return s.cache.xf.do(a, func() (*fileIndex, error) {
+		root, err := s.root(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		ix := &fileIndex{size: root.size}
+		var off int64
+		err = s.walk(ctx, root, 0, func(e Entry) bool {
+			ix.entries = append(ix.entries, e)
+			ix.offsets = append(ix.offsets, off)
+			off += e.Length
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+		if off != root.size {
+			return nil, fmt.Errorf("store: %w: chunks cover %d bytes, manifest says %d", ErrBadManifest, off, root.size)
+		}
+		s.cache.indexes.put(a, ix)
+		return ix, nil
+	})
+}
+
+// chunk returns a chunk's plaintext through the cache. The slice is shared:
+// callers must not modify it.
+func (s *Store) chunk(ctx context.Context, e Entry) ([]byte, error) {
+	if b, ok := s.cache.chunks.get(e.Addr); ok {
+		return b, nil
+	}
+	return s.cache.cf.do(e.Addr, func() ([]byte, error) {
+		b, err := s.GetBlob(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		s.cache.chunks.put(e.Addr, b)
+		return b, nil
+	})
+}
+
+// Size returns the size of the file at a.
+func (s *Store) Size(ctx context.Context, a addr.Addr) (int64, error) {
+	ix, err := s.index(ctx, a)
+	if err != nil {
+		return 0, err
+	}
+	return ix.size, nil
+}
+
+// ReadAt reads len(p) bytes of the file at a from off, like io.ReaderAt:
+// fewer bytes only at the end of the file, with io.EOF. Chunks are cached,
+// and the chunks after the range are fetched ahead in the background.
+func (s *Store) ReadAt(ctx context.Context, a addr.Addr, p []byte, off int64) (int, error) {
+	ix, err := s.index(ctx, a)
+	if err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("store: negative offset %d", off)
+	}
+	if off >= ix.size {
+		return 0, io.EOF
+	}
+	n := 0
+	i := ix.find(off)
+	for n < len(p) && i < len(ix.entries) {
+		b, err := s.chunk(ctx, ix.entries[i])
+		if err != nil {
+			return n, err
+		}
+		n += copy(p[n:], b[off+int64(n)-ix.offsets[i]:])
+		i++
+	}
+	s.readAhead(ix, i, 2)
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readAhead fetches up to count chunks from index i in the background.
+func (s *Store) readAhead(ix *fileIndex, i, count int) {
+	for j := i; j < i+count && j < len(ix.entries); j++ {
+		e := ix.entries[j]
+		if _, ok := s.cache.chunks.get(e.Addr); ok {
+			continue
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*shardFetchBudget)
+			defer cancel()
+			s.chunk(ctx, e)
+		}()
+	}
+}

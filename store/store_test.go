@@ -1,0 +1,272 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/reefproject/reef/addr"
+	"github.com/reefproject/reef/chunker"
+	"github.com/reefproject/reef/crypt"
+	"github.com/reefproject/reef/placement"
+)
+
+// fakeNet is an in-memory cluster: peer -> shard key -> bytes.
+type fakeNet struct {
+	mu    sync.Mutex // guards the fields below
+	data  map[string]map[ShardKey][]byte
+	down  map[string]bool
+	puts  int
+	gets  int
+	lists int
+}
+
+func newFakeNet(peers int) *fakeNet {
+	n := &fakeNet{data: map[string]map[ShardKey][]byte{}, down: map[string]bool{}}
+	for i := range peers {
+		n.data[fmt.Sprintf("p%d", i)] = map[ShardKey][]byte{}
+	}
+	return n
+}
+
+func (n *fakeNet) members() []placement.Member {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []placement.Member
+	for id := range n.data {
+		out = append(out, placement.Member{ID: id, Weight: 1})
+	}
+	return out
+}
+
+func (n *fakeNet) PutShard(ctx context.Context, peer string, k ShardKey, b []byte) (bool, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.puts++
+	if n.down[peer] {
+		return false, errors.New("connection refused")
+	}
+	if _, ok := n.data[peer][k]; ok {
+		return false, nil
+	}
+	n.data[peer][k] = bytes.Clone(b)
+	return true, nil
+}
+
+func (n *fakeNet) GetShard(ctx context.Context, peer string, k ShardKey) ([]byte, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.gets++
+	if n.down[peer] {
+		return nil, errors.New("connection refused")
+	}
+	b, ok := n.data[peer][k]
+	if !ok {
+		return nil, ErrShardNotFound
+	}
+	return bytes.Clone(b), nil
+}
+
+func (n *fakeNet) ListShards(ctx context.Context, peer string, a addr.Addr) ([]int, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lists++
+	if n.down[peer] {
+		return nil, errors.New("connection refused")
+	}
+	var out []int
+	for k := range n.data[peer] {
+		if k.Addr == a {
+			out = append(out, k.Index)
+		}
+	}
+	return out, nil
+}
+
+func (n *fakeNet) shardCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := 0
+	for _, m := range n.data {
+		c += len(m)
+	}
+	return c
+}
+
+func newTestStore(t *testing.T, n *fakeNet, k, m int) *Store {
+	t.Helper()
+	keys, err := crypt.NewKeys(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Keys: keys, K: k, M: m, Net: n, Members: n.members,
+		Chunking: chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func randBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func TestPutGetRoundTrip(t *testing.T) {
+	for _, size := range []int{0, 1, 4095, 100 << 10, 1 << 20} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			n := newFakeNet(6)
+			s := newTestStore(t, n, 4, 2)
+			data := randBytes(size, uint64(size))
+			a, st, err := s.PutFile(context.Background(), bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Size != int64(size) {
+				t.Errorf("PutStats.Size = %d, want %d", st.Size, size)
+			}
+			var out bytes.Buffer
+			if _, err := s.WriteFile(context.Background(), a, &out); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), data) {
+				t.Fatal("read back differs")
+			}
+			// Every shard of every stripe on a distinct peer.
+			for p, m := range n.data {
+				seen := map[addr.Addr]int{}
+				for k := range m {
+					seen[k.Addr]++
+					if seen[k.Addr] > 1 {
+						t.Fatalf("peer %s holds two shards of %s", p, k.Addr.Short())
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSurvivesMDown(t *testing.T) {
+	n := newFakeNet(6)
+	s := newTestStore(t, n, 4, 2)
+	data := randBytes(300<<10, 1)
+	a, _, err := s.PutFile(context.Background(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.down["p1"], n.down["p4"] = true, true
+	var out bytes.Buffer
+	if _, err := s.WriteFile(context.Background(), a, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), data) {
+		t.Fatal("read back differs with 2 peers down")
+	}
+	// ReadAt at odd offsets, through the cache.
+	buf := make([]byte, 70000)
+	for _, off := range []int64{0, 1, 65535, 200000, int64(len(data)) - 10} {
+		nr, err := s.ReadAt(context.Background(), a, buf, off)
+		want := data[off:min(off+int64(len(buf)), int64(len(data)))]
+		if nr != len(want) || !bytes.Equal(buf[:nr], want) {
+			t.Errorf("ReadAt(%d) = %d bytes (%v), want %d", off, nr, err, len(want))
+		}
+		if nr < len(buf) && err != io.EOF {
+			t.Errorf("short ReadAt(%d) error = %v, want io.EOF", off, err)
+		}
+	}
+	n.down["p2"] = true
+	s2 := newTestStore(t, n, 4, 2) // no cache
+	_, err = s2.WriteFile(context.Background(), a, io.Discard)
+	var se *ShardsError
+	if !errors.As(err, &se) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("with 3 down: err = %v, want ShardsError", err)
+	}
+	if !strings.Contains(err.Error(), "found 3 of 6 shards, need 4") {
+		t.Errorf("error %q does not count shards", err)
+	}
+}
+
+func TestDedup(t *testing.T) {
+	n := newFakeNet(6)
+	s := newTestStore(t, n, 4, 2)
+	data := randBytes(500<<10, 2)
+	a1, st1, err := s.PutFile(context.Background(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := n.shardCount()
+	a2, st2, err := s.PutFile(context.Background(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a1 != a2 || n.shardCount() != before || st2.NewShards != 0 || st2.DupShards != st1.NewShards {
+		t.Errorf("second put: addr equal %v, shards %d -> %d, stats %+v (first %+v)", a1 == a2, before, n.shardCount(), st2, st1)
+	}
+}
+
+func TestWriteQuorum(t *testing.T) {
+	n := newFakeNet(6)
+	s := newTestStore(t, n, 4, 2)
+	// With peers down, writes go to the next peers of each ranking.
+	n.down["p0"] = true
+	data := randBytes(100<<10, 3)
+	a, _, err := s.PutFile(context.Background(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("put with one peer down: %v", err)
+	}
+	n.down["p0"] = false
+	var out bytes.Buffer
+	if _, err := s.WriteFile(context.Background(), a, &out); err != nil || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("read back after sloppy write: %v", err)
+	}
+	// With 4 of 6 down there are not 6 holders: the write must fail.
+	for _, p := range []string{"p0", "p1", "p2", "p3"} {
+		n.down[p] = true
+	}
+	_, _, err = s.PutFile(context.Background(), bytes.NewReader(randBytes(1000, 4)))
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("put with 4 of 6 down: err = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestManifestTree(t *testing.T) {
+	var entries []Entry
+	for i := range maxEntries + 10 {
+		entries = append(entries, Entry{Addr: addr.Sum([]byte{byte(i), byte(i >> 8), byte(i >> 16)}), Length: 1, K: 4, M: 2})
+	}
+	m := manifest{kind: kindData, size: int64(len(entries)), entries: entries}
+	if _, err := decodeManifest(encodeManifest(m)); err == nil {
+		t.Error("a manifest with too many entries decoded")
+	}
+	ok := manifest{kind: kindData, size: 3, entries: entries[:3]}
+	got, err := decodeManifest(encodeManifest(ok))
+	if err != nil || got.size != 3 || len(got.entries) != 3 || got.entries[2] != entries[2] {
+		t.Errorf("round trip: %+v, %v", got, err)
+	}
+	for _, bad := range [][]byte{nil, []byte("RFM1"), append([]byte("XXXX"), make([]byte, 16)...)} {
+		if _, err := decodeManifest(bad); !errors.Is(err, ErrBadManifest) {
+			t.Errorf("decodeManifest(%q) = %v, want ErrBadManifest", bad, err)
+		}
+	}
+}
+
+func FuzzDecodeManifest(f *testing.F) {
+	f.Add(encodeManifest(manifest{kind: kindData, size: 5, entries: []Entry{{Length: 5, K: 1}}}))
+	f.Add([]byte("RFM1\x02\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeManifest(b)
+		if err == nil && !bytes.Equal(encodeManifest(m), b[:len(encodeManifest(m))]) {
+			t.Errorf("re-encoding differs")
+		}
+	})
+}
