@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,10 +24,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/reefproject/reef/addr"
 	"github.com/reefproject/reef/blockstore"
 	"github.com/reefproject/reef/chunker"
 	"github.com/reefproject/reef/crypt"
+	"github.com/reefproject/reef/fs"
 	"github.com/reefproject/reef/membership"
+	"github.com/reefproject/reef/namespace"
 	"github.com/reefproject/reef/placement"
 	"github.com/reefproject/reef/store"
 )
@@ -48,6 +52,7 @@ type Config struct {
 	Chunking    chunker.Params
 	Keys        *crypt.Keys
 	Logger      *slog.Logger
+	Mount       string // mount the volume here; "" for none
 }
 
 // Peer is a running reef daemon.
@@ -61,6 +66,8 @@ type Peer struct {
 	srv   *http.Server
 	store *store.Store
 	net   *shardNet
+	ns    *namespace.Namespace
+	mount *fs.Mount
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -97,6 +104,19 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		return nil, fmt.Errorf("peer: listen %s: %w", cfg.Listen, err)
 	}
 	p.net = newShardNet(p)
+	p.ns, err = namespace.Open(namespace.Config{
+		Dir:       filepath.Join(cfg.DataDir, "namespace"),
+		Peer:      id,
+		Seal:      func(b []byte) ([]byte, error) { return cfg.Keys.Seal(nil, b) },
+		Open:      cfg.Keys.Open,
+		Replicate: p.replicate,
+		Logger:    p.log.With("component", "namespace"),
+	})
+	if err != nil {
+		p.ln.Close()
+		p.bs.Close()
+		return nil, fmt.Errorf("peer: %w", err)
+	}
 	st := p.bs.Stats()
 	p.node, err = membership.Start(ctx, membership.Config{
 		ID:        id,
@@ -115,6 +135,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		},
 	})
 	if err != nil {
+		p.ns.Close()
 		p.ln.Close()
 		p.bs.Close()
 		return nil, fmt.Errorf("peer: %w", err)
@@ -132,6 +153,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	})
 	if err != nil {
 		p.node.Shutdown()
+		p.ns.Close()
 		p.ln.Close()
 		p.bs.Close()
 		return nil, fmt.Errorf("peer: %w", err)
@@ -143,7 +165,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
-	p.wg.Add(2)
+	p.wg.Add(3)
 	go func() {
 		defer p.wg.Done()
 		if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -151,7 +173,74 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		}
 	}()
 	go func() { defer p.wg.Done(); p.metaLoop() }()
+	go func() { defer p.wg.Done(); p.antiEntropy() }()
+	if cfg.Mount != "" {
+		if err := p.startMount(ctx); err != nil {
+			p.Shutdown(context.Background())
+			return nil, err
+		}
+	}
 	return p, nil
+}
+
+// startMount catches up with the cluster, then mounts the volume.
+func (p *Peer) startMount(ctx context.Context) error {
+	// A mount should show the cluster's tree, not a stale one: pull from
+	// the live peers first (bounded, best effort).
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	for _, m := range p.node.Live() {
+		if m.ID != p.id {
+			if err := p.pullFrom(cctx, m.ID); err != nil {
+				p.log.Warn("catching up before mount", "peer", m.ID, "err", err)
+			}
+		}
+	}
+	cancel()
+	f, err := fs.New(fs.Config{
+		Tree:       p.ns,
+		Content:    contentAdapter{p.store},
+		Capacity:   p,
+		StagingDir: filepath.Join(p.cfg.DataDir, "staging"),
+		Logger:     p.log.With("component", "fuse"),
+	})
+	if err != nil {
+		return fmt.Errorf("peer: %w", err)
+	}
+	if p.mount, err = f.Mount(p.cfg.Mount); err != nil {
+		return fmt.Errorf("peer: %w", err)
+	}
+	return nil
+}
+
+// MountDir is where the volume is mounted, or "".
+func (p *Peer) MountDir() string {
+	if p.mount == nil {
+		return ""
+	}
+	return p.mount.Dir
+}
+
+// contentAdapter gives the mount the store's file operations.
+type contentAdapter struct{ s *store.Store }
+
+func (c contentAdapter) Store(ctx context.Context, r io.Reader) ([32]byte, int64, error) {
+	a, st, err := c.s.PutFile(ctx, r)
+	return a, st.Size, err
+}
+
+func (c contentAdapter) ReadAt(ctx context.Context, m [32]byte, b []byte, off int64) (int, error) {
+	return c.s.ReadAt(ctx, addr.Addr(m), b, off)
+}
+
+// Capacity is the cluster's usable capacity: raw bytes of the live peers
+// scaled by k/(k+m).
+func (p *Peer) Capacity() (total, free int64) {
+	for _, m := range p.node.Live() {
+		total += m.Meta.Capacity
+		free += m.Meta.Free
+	}
+	k, n := int64(p.cfg.K), int64(p.cfg.K+p.cfg.M)
+	return total / n * k, free / n * k
 }
 
 // ID is the peer's stable name.
@@ -171,6 +260,11 @@ func (p *Peer) Shutdown(ctx context.Context) error {
 	p.closeOnce.Do(func() {
 		close(p.stop)
 		var errs []error
+		if p.mount != nil {
+			if err := p.mount.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := p.node.Leave(3 * time.Second); err != nil {
 			errs = append(errs, err)
 		}
@@ -180,6 +274,9 @@ func (p *Peer) Shutdown(ctx context.Context) error {
 		}
 		p.wg.Wait()
 		if err := p.node.Shutdown(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := p.ns.Close(); err != nil {
 			errs = append(errs, err)
 		}
 		if err := p.bs.Close(); err != nil {

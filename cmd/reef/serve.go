@@ -16,10 +16,10 @@ var version = peer.Version
 
 // serveOptions are the flags of `reef serve`.
 type serveOptions struct {
-	data, key, listen, gossip, zone, name, logLevel string
-	join                                            []string
-	capacity                                        int64
-	k, m, quorum                                    int
+	data, key, listen, gossip, zone, name, logLevel, mount string
+	join                                                   []string
+	capacity                                               int64
+	k, m, quorum                                           int
 }
 
 func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -37,6 +37,7 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&o.quorum, "write-quorum", 0, "shards durably stored before a write is acknowledged, k+1..k+m (default k+m)")
 	fs.StringVar(&o.name, "name", "", "peer id on first start (default: a random one, kept in the data directory)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.mount, "mount", "", "mount the volume at this directory (FUSE); unmounted on SIGTERM/SIGINT")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -61,12 +62,16 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	p, err := peer.Start(ctx, peer.Config{
 		DataDir: o.data, Name: o.name, Listen: o.listen, Gossip: o.gossip, Join: o.join, Zone: o.zone,
-		Capacity: o.capacity, K: o.k, M: o.m, WriteQuorum: o.quorum, Keys: keys, Logger: log,
+		Capacity: o.capacity, K: o.k, M: o.m, WriteQuorum: o.quorum, Keys: keys, Logger: log, Mount: o.mount,
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "reef peer %s ready: data=%s gossip=%s volume=%s coding=%d+%d\n", p.ID(), p.DataAddr(), p.GossipAddr(), keys.VolumeID(), o.k, o.m)
+	mounted := ""
+	if d := p.MountDir(); d != "" {
+		mounted = " mount=" + d
+	}
+	fmt.Fprintf(stdout, "reef peer %s ready: data=%s gossip=%s volume=%s coding=%d+%d%s\n", p.ID(), p.DataAddr(), p.GossipAddr(), keys.VolumeID(), o.k, o.m, mounted)
 	if f, ok := stdout.(*os.File); ok {
 		f.Sync()
 	}

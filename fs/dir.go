@@ -1,0 +1,225 @@
+package fs
+
+import (
+	"context"
+	"os"
+	"syscall"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"github.com/reefproject/reef/namespace"
+)
+
+// Dir is a directory. Its dentry and inode share one ID.
+type Dir struct {
+	fs  *FS
+	ino namespace.InodeID
+}
+
+var (
+	_ fusefs.Node               = (*Dir)(nil)
+	_ fusefs.NodeStringLookuper = (*Dir)(nil)
+	_ fusefs.HandleReadDirAller = (*Dir)(nil)
+	_ fusefs.NodeCreater        = (*Dir)(nil)
+	_ fusefs.NodeMkdirer        = (*Dir)(nil)
+	_ fusefs.NodeRemover        = (*Dir)(nil)
+	_ fusefs.NodeRenamer        = (*Dir)(nil)
+	_ fusefs.NodeSymlinker      = (*Dir)(nil)
+	_ fusefs.NodeLinker         = (*Dir)(nil)
+	_ fusefs.NodeSetattrer      = (*Dir)(nil)
+	_ fusefs.NodeForgetter      = (*Dir)(nil)
+	_ fusefs.NodeMknoder        = (*Dir)(nil)
+)
+
+func (d *Dir) id() namespace.NodeID { return namespace.NodeID(d.ino) }
+
+// Attr reports the directory's attributes.
+func (d *Dir) Attr(ctx context.Context, a *fuse.Attr) error {
+	in, err := d.fs.cfg.Tree.GetInode(d.ino)
+	if err != nil {
+		return errno(d.fs.log, "getattr", err)
+	}
+	d.fs.fillAttr(in, a)
+	return nil
+}
+
+// Lookup finds a name in the directory.
+func (d *Dir) Lookup(ctx context.Context, name string) (fusefs.Node, error) {
+	e, err := d.fs.cfg.Tree.Lookup(d.id(), name)
+	if err != nil {
+		if len(name) > namespace.MaxNameLen {
+			return nil, fuse.Errno(syscall.ENAMETOOLONG)
+		}
+		return nil, errno(d.fs.log, "lookup", err)
+	}
+	return d.fs.node(e.Node, e.Inode.Type, e.Inode.ID), nil
+}
+
+// ReadDirAll lists the directory.
+func (d *Dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
+	es, err := d.fs.cfg.Tree.ReadDir(d.id())
+	if err != nil {
+		return nil, errno(d.fs.log, "readdir", err)
+	}
+	out := make([]fuse.Dirent, 0, len(es))
+	for _, e := range es {
+		t := fuse.DT_File
+		switch e.Inode.Type {
+		case namespace.Dir:
+			t = fuse.DT_Dir
+		case namespace.Symlink:
+			t = fuse.DT_Link
+		}
+		out = append(out, fuse.Dirent{Inode: uint64(e.Inode.ID), Type: t, Name: e.Name})
+	}
+	return out, nil
+}
+
+func (d *Dir) attrFor(mode os.FileMode, uid, gid uint32) namespace.Attr {
+	return namespace.Attr{Mode: fromFileMode(mode), Uid: uid, Gid: gid}
+}
+
+// Create makes and opens a new file.
+func (d *Dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	e, err := d.fs.cfg.Tree.Create(ctx, d.id(), req.Name, namespace.File, d.attrFor(req.Mode, req.Uid, d.gidFor(req.Gid)), "")
+	if err != nil {
+		return nil, nil, errno(d.fs.log, "create", err)
+	}
+	n := d.fs.node(e.Node, namespace.File, e.Inode.ID).(*File)
+	d.fs.fillAttr(e.Inode, &resp.Attr)
+	resp.EntryValid = d.fs.cfg.AttrValid
+	h := n.openHandle(e.Inode, true)
+	return n, h, nil
+}
+
+// gidFor applies the setgid-directory rule: new entries inherit the group.
+func (d *Dir) gidFor(gid uint32) uint32 {
+	if in, err := d.fs.cfg.Tree.GetInode(d.ino); err == nil && in.Mode&syscall.S_ISGID != 0 {
+		return in.Gid
+	}
+	return gid
+}
+
+// Mkdir makes a directory.
+func (d *Dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, error) {
+	mode := req.Mode
+	if in, err := d.fs.cfg.Tree.GetInode(d.ino); err == nil && in.Mode&syscall.S_ISGID != 0 {
+		mode |= os.ModeSetgid
+	}
+	e, err := d.fs.cfg.Tree.Create(ctx, d.id(), req.Name, namespace.Dir, d.attrFor(mode, req.Uid, d.gidFor(req.Gid)), "")
+	if err != nil {
+		return nil, errno(d.fs.log, "mkdir", err)
+	}
+	return d.fs.node(e.Node, namespace.Dir, e.Inode.ID), nil
+}
+
+// Mknod makes regular files only (mkfifo and devices are not supported).
+func (d *Dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
+	if req.Mode&os.ModeType != 0 {
+		return nil, fuse.Errno(syscall.EPERM)
+	}
+	e, err := d.fs.cfg.Tree.Create(ctx, d.id(), req.Name, namespace.File, d.attrFor(req.Mode, req.Uid, d.gidFor(req.Gid)), "")
+	if err != nil {
+		return nil, errno(d.fs.log, "mknod", err)
+	}
+	return d.fs.node(e.Node, namespace.File, e.Inode.ID), nil
+}
+
+// Symlink makes a symbolic link.
+func (d *Dir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
+	if len(req.Target) > namespace.MaxTargetLen {
+		return nil, fuse.Errno(syscall.ENAMETOOLONG)
+	}
+	e, err := d.fs.cfg.Tree.Create(ctx, d.id(), req.NewName, namespace.Symlink,
+		namespace.Attr{Mode: 0o777, Uid: req.Uid, Gid: d.gidFor(req.Gid)}, req.Target)
+	if err != nil {
+		return nil, errno(d.fs.log, "symlink", err)
+	}
+	return d.fs.node(e.Node, namespace.Symlink, e.Inode.ID), nil
+}
+
+// Link makes a hard link to old.
+func (d *Dir) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) (fusefs.Node, error) {
+	f, ok := old.(*File)
+	if !ok {
+		if _, isDir := old.(*Dir); isDir {
+			return nil, fuse.Errno(syscall.EPERM)
+		}
+		return nil, fuse.Errno(syscall.EPERM) // hard links to symlinks are not supported
+	}
+	e, err := d.fs.cfg.Tree.Link(ctx, f.getDentry(), d.id(), req.NewName)
+	if err != nil {
+		return nil, errno(d.fs.log, "link", err)
+	}
+	return d.fs.node(e.Node, namespace.File, e.Inode.ID), nil
+}
+
+// Remove unlinks a file or removes an empty directory.
+func (d *Dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
+	return errno(d.fs.log, "remove", d.fs.cfg.Tree.Remove(ctx, d.id(), req.Name, req.Dir))
+}
+
+// Rename moves an entry, replacing the destination as rename(2) does.
+func (d *Dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
+	nd, ok := newDir.(*Dir)
+	if !ok {
+		return fuse.Errno(syscall.ENOTDIR)
+	}
+	return errno(d.fs.log, "rename", d.fs.cfg.Tree.Rename(ctx, d.id(), req.OldName, nd.id(), req.NewName, false))
+}
+
+// Setattr changes mode, owner or times of the directory.
+func (d *Dir) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	if req.Valid.Size() {
+		return fuse.Errno(syscall.EISDIR)
+	}
+	in, err := d.fs.setattr(ctx, d.ino, req)
+	if err != nil {
+		return errno(d.fs.log, "setattr", err)
+	}
+	d.fs.fillAttr(in, &resp.Attr)
+	return nil
+}
+
+// Forget drops the node when the kernel no longer refers to it.
+func (d *Dir) Forget() {
+	if d.ino != namespace.InodeID(namespace.RootID) {
+		d.fs.forget(d.ino)
+	}
+}
+
+// Symlink is a symbolic link.
+type Symlink struct {
+	fs  *FS
+	ino namespace.InodeID
+}
+
+var (
+	_ fusefs.Node           = (*Symlink)(nil)
+	_ fusefs.NodeReadlinker = (*Symlink)(nil)
+	_ fusefs.NodeForgetter  = (*Symlink)(nil)
+)
+
+// Attr reports the link's attributes.
+func (s *Symlink) Attr(ctx context.Context, a *fuse.Attr) error {
+	in, err := s.fs.cfg.Tree.GetInode(s.ino)
+	if err != nil {
+		return errno(s.fs.log, "getattr", err)
+	}
+	s.fs.fillAttr(in, a)
+	a.Size = uint64(len(in.Target))
+	return nil
+}
+
+// Readlink returns the target.
+func (s *Symlink) Readlink(ctx context.Context, req *fuse.ReadlinkRequest) (string, error) {
+	in, err := s.fs.cfg.Tree.GetInode(s.ino)
+	if err != nil {
+		return "", errno(s.fs.log, "readlink", err)
+	}
+	return in.Target, nil
+}
+
+// Forget drops the node.
+func (s *Symlink) Forget() { s.fs.forget(s.ino) }

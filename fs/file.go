@@ -1,0 +1,384 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"github.com/reefproject/reef/namespace"
+)
+
+// File is a regular file: one node per inode, whatever its links.
+type File struct {
+	fs  *FS
+	ino namespace.InodeID
+
+	mu     sync.Mutex // guards dentry
+	dentry namespace.NodeID
+}
+
+var (
+	_ fusefs.Node              = (*File)(nil)
+	_ fusefs.NodeOpener        = (*File)(nil)
+	_ fusefs.NodeSetattrer     = (*File)(nil)
+	_ fusefs.NodeFsyncer       = (*File)(nil)
+	_ fusefs.NodeForgetter     = (*File)(nil)
+	_ fusefs.NodeGetxattrer    = (*File)(nil)
+	_ fusefs.NodeListxattrer   = (*File)(nil)
+	_ fusefs.NodeSetxattrer    = (*File)(nil)
+	_ fusefs.NodeRemovexattrer = (*File)(nil)
+)
+
+func (f *File) setDentry(d namespace.NodeID) {
+	f.mu.Lock()
+	f.dentry = d
+	f.mu.Unlock()
+}
+
+func (f *File) getDentry() namespace.NodeID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dentry
+}
+
+// Attr reports the file's attributes; while this mount has unsaved writes,
+// the size is theirs.
+func (f *File) Attr(ctx context.Context, a *fuse.Attr) error {
+	in, err := f.fs.cfg.Tree.GetInode(f.ino)
+	if err != nil {
+		return errno(f.fs.log, "getattr", err)
+	}
+	f.fs.fillAttr(in, a)
+	if of := f.fs.openFile(f.ino); of != nil {
+		of.mu.Lock()
+		if of.staging != nil {
+			a.Size = uint64(of.size)
+			a.Blocks = (a.Size + 511) / 512
+		}
+		of.mu.Unlock()
+	}
+	return nil
+}
+
+// Open opens the file. Handles of one inode share its staging state.
+func (f *File) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	in, err := f.fs.cfg.Tree.GetInode(f.ino)
+	if err != nil {
+		return nil, errno(f.fs.log, "open", err)
+	}
+	return f.openHandle(in, !req.Flags.IsReadOnly()), nil
+}
+
+func (f *File) openHandle(in namespace.Inode, write bool) *Handle {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	of := f.fs.open[f.ino]
+	if of == nil {
+		of = &openFile{fs: f.fs, ino: f.ino}
+		f.fs.open[f.ino] = of
+	}
+	of.refs++
+	return &Handle{file: f, of: of, write: write}
+}
+
+// openFile returns the shared open state of ino, if any.
+func (fs *FS) openFile(ino namespace.InodeID) *openFile {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.open[ino]
+}
+
+func (fs *FS) hasDirtyOpen(ino namespace.InodeID) bool {
+	of := fs.openFile(ino)
+	if of == nil {
+		return false
+	}
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	return of.dirty
+}
+
+// Setattr handles chmod, chown, utimens and truncate. ftruncate on an open
+// handle arrives here too (bazil delivers setattr to the node), and acts on
+// the shared staging file so the handle sees it.
+func (f *File) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	if req.Valid.Size() {
+		in, err := f.fs.cfg.Tree.GetInode(f.ino)
+		if err != nil {
+			return errno(f.fs.log, "truncate", err)
+		}
+		h := f.openHandle(in, true)
+		err = h.of.truncate(ctx, int64(req.Size))
+		if err == nil && h.of.refs == 1 {
+			err = h.of.commit(ctx) // no handle open: truncate(2) is durable at once
+		}
+		if rerr := h.release(ctx); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return errno(f.fs.log, "truncate", err)
+		}
+	}
+	in, err := f.fs.setattr(ctx, f.ino, req)
+	if err != nil {
+		return errno(f.fs.log, "setattr", err)
+	}
+	f.fs.fillAttr(in, &resp.Attr)
+	if of := f.fs.openFile(f.ino); of != nil {
+		of.mu.Lock()
+		if of.staging != nil {
+			resp.Attr.Size = uint64(of.size)
+		}
+		of.mu.Unlock()
+	}
+	return nil
+}
+
+// Fsync stores the file's unsaved writes durably (bazil delivers fsync to
+// the node, not the handle).
+func (f *File) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
+	if of := f.fs.openFile(f.ino); of != nil {
+		return errno(f.fs.log, "fsync", of.commit(ctx))
+	}
+	return nil
+}
+
+// Forget drops the node.
+func (f *File) Forget() { f.fs.forget(f.ino) }
+
+// openFile is the state shared by every handle of one inode on this mount.
+type openFile struct {
+	fs  *FS
+	ino namespace.InodeID
+
+	mu      sync.Mutex // guards the fields below
+	refs    int
+	staging *os.File // local copy being written; nil until needed
+	size    int64    // size of staging
+	dirty   bool     // staging differs from what the namespace holds
+	base    namespace.Timestamp
+}
+
+// stage makes sure a staging file exists, filled with the current content
+// unless keep is 0 bytes (a truncate to zero needs nothing). Holds of.mu.
+func (of *openFile) stage(ctx context.Context, keep int64) error {
+	if of.staging != nil {
+		return nil
+	}
+	in, err := of.fs.cfg.Tree.GetInode(of.ino)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(of.fs.cfg.StagingDir, "stage-*")
+	if err != nil {
+		return fmt.Errorf("fs: staging file: %w", err)
+	}
+	os.Remove(tmp.Name()) // unnamed: nothing to clean up after a crash
+	n := min(in.Size, keep)
+	if n > 0 {
+		if err := of.fs.copyContent(ctx, in, tmp, n); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	of.staging, of.size, of.base = tmp, n, in.Version
+	of.dirty = n != in.Size
+	return nil
+}
+
+// copyContent writes the first n bytes of in's content to w.
+func (fs *FS) copyContent(ctx context.Context, in namespace.Inode, w io.WriterAt, n int64) error {
+	c := in.Content
+	if c.Manifest == ([32]byte{}) {
+		_, err := w.WriteAt(c.Inline[:min(int64(len(c.Inline)), n)], 0)
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < n; {
+		m, err := fs.cfg.Content.ReadAt(ctx, c.Manifest, buf[:min(int64(len(buf)), n-off)], off)
+		if m > 0 {
+			if _, werr := w.WriteAt(buf[:m], off); werr != nil {
+				return werr
+			}
+			off += int64(m)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (of *openFile) truncate(ctx context.Context, size int64) error {
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if err := of.stage(ctx, size); err != nil {
+		return err
+	}
+	if err := of.staging.Truncate(size); err != nil {
+		return err
+	}
+	if of.size != size {
+		of.dirty = true
+	}
+	of.size = size
+	of.dirty = true
+	return nil
+}
+
+// commit stores unsaved writes: inline in the namespace when small, as
+// chunks otherwise; it returns when both are durable.
+func (of *openFile) commit(ctx context.Context) error {
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if !of.dirty || of.staging == nil {
+		return nil
+	}
+	var c namespace.Content
+	c.Size = of.size
+	if of.size <= of.fs.cfg.InlineMax {
+		c.Inline = make([]byte, of.size)
+		if _, err := of.staging.ReadAt(c.Inline, 0); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("fs: read staging: %w", err)
+		}
+	} else {
+		m, n, err := of.fs.cfg.Content.Store(ctx, io.NewSectionReader(of.staging, 0, of.size))
+		if err != nil {
+			return err
+		}
+		if n != of.size {
+			return fmt.Errorf("fs: stored %d bytes of %d", n, of.size)
+		}
+		c.Manifest = m
+	}
+	in, err := of.fs.cfg.Tree.SetContent(ctx, of.ino, c, of.base)
+	if err != nil {
+		return err
+	}
+	of.base = in.Version
+	of.dirty = false
+	return nil
+}
+
+// Handle is one open of a file.
+type Handle struct {
+	file  *File
+	of    *openFile
+	write bool
+}
+
+var (
+	_ fusefs.HandleReader   = (*Handle)(nil)
+	_ fusefs.HandleWriter   = (*Handle)(nil)
+	_ fusefs.HandleFlusher  = (*Handle)(nil)
+	_ fusefs.HandleReleaser = (*Handle)(nil)
+)
+
+// Read reads from this mount's unsaved copy if there is one, else from the
+// stored content.
+func (h *Handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
+	buf := make([]byte, req.Size)
+	h.of.mu.Lock()
+	if h.of.staging != nil {
+		n, err := h.of.staging.ReadAt(buf, req.Offset)
+		h.of.mu.Unlock()
+		if err != nil && !errors.Is(err, io.EOF) {
+			return errno(h.file.fs.log, "read", err)
+		}
+		resp.Data = buf[:n]
+		return nil
+	}
+	h.of.mu.Unlock()
+	in, err := h.file.fs.cfg.Tree.GetInode(h.file.ino)
+	if err != nil {
+		return errno(h.file.fs.log, "read", err)
+	}
+	if req.Offset >= in.Size {
+		return nil
+	}
+	c := in.Content
+	if c.Manifest == ([32]byte{}) {
+		if req.Offset < int64(len(c.Inline)) {
+			resp.Data = append(buf[:0], c.Inline[req.Offset:min(int64(len(c.Inline)), req.Offset+int64(req.Size))]...)
+		}
+		return nil
+	}
+	n, err := h.file.fs.cfg.Content.ReadAt(ctx, c.Manifest, buf, req.Offset)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return errno(h.file.fs.log, "read", err)
+	}
+	resp.Data = buf[:n]
+	return nil
+}
+
+// Write writes into the staging copy.
+func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
+	h.of.mu.Lock()
+	defer h.of.mu.Unlock()
+	if err := h.of.stage(ctx, 1<<62); err != nil {
+		return errno(h.file.fs.log, "write", err)
+	}
+	off := req.Offset
+	if req.FileFlags&fuse.OpenAppend != 0 {
+		off = h.of.size
+	}
+	n, err := h.of.staging.WriteAt(req.Data, off)
+	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return fuse.Errno(syscall.ENOSPC)
+		}
+		return errno(h.file.fs.log, "write", err)
+	}
+	h.of.size = max(h.of.size, off+int64(n))
+	h.of.dirty = true
+	resp.Size = n
+	return nil
+}
+
+// Flush stores unsaved writes: close(2) returns when they are durable.
+func (h *Handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
+	if !h.write {
+		return nil
+	}
+	return errno(h.file.fs.log, "flush", h.of.commit(ctx))
+}
+
+// Release ends the handle; the last one drops the staging copy.
+func (h *Handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
+	return errno(h.file.fs.log, "release", h.release(ctx))
+}
+
+func (h *Handle) release(ctx context.Context) error {
+	fs := h.file.fs
+	fs.mu.Lock()
+	h.of.refs--
+	last := h.of.refs == 0
+	if last {
+		delete(fs.open, h.file.ino)
+	}
+	fs.mu.Unlock()
+	if !last {
+		return nil
+	}
+	err := h.of.commit(ctx)
+	h.of.mu.Lock()
+	if h.of.staging != nil {
+		h.of.staging.Close()
+		h.of.staging = nil
+	}
+	h.of.mu.Unlock()
+	if errors.Is(err, namespace.ErrNotExist) {
+		return nil // unlinked while open: POSIX drops the data at last close
+	}
+	return err
+}

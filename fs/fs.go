@@ -1,0 +1,293 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"github.com/reefproject/reef/namespace"
+)
+
+// Tree is the namespace as the mount uses it. *namespace.Namespace
+// implements it.
+type Tree interface {
+	Lookup(parent namespace.NodeID, name string) (namespace.Entry, error)
+	Get(node namespace.NodeID) (namespace.Entry, error)
+	GetInode(id namespace.InodeID) (namespace.Inode, error)
+	ReadDir(dir namespace.NodeID) ([]namespace.Entry, error)
+	Create(ctx context.Context, parent namespace.NodeID, name string, typ namespace.Type, attr namespace.Attr, target string) (namespace.Entry, error)
+	Link(ctx context.Context, node namespace.NodeID, newParent namespace.NodeID, newName string) (namespace.Entry, error)
+	Rename(ctx context.Context, parent namespace.NodeID, name string, newParent namespace.NodeID, newName string, noReplace bool) error
+	Remove(ctx context.Context, parent namespace.NodeID, name string, dir bool) error
+	SetAttr(ctx context.Context, ino namespace.InodeID, a namespace.AttrChange) (namespace.Inode, error)
+	SetContent(ctx context.Context, ino namespace.InodeID, c namespace.Content, base namespace.Timestamp) (namespace.Inode, error)
+	SetXattr(ctx context.Context, ino namespace.InodeID, name string, value []byte) error
+	RemoveXattr(ctx context.Context, ino namespace.InodeID, name string) error
+	Subscribe() <-chan namespace.Change
+}
+
+// Content stores and reads file bytes by manifest address.
+type Content interface {
+	// Store stores everything r yields and returns the manifest address.
+	Store(ctx context.Context, r io.Reader) (manifest [32]byte, size int64, err error)
+	// ReadAt reads like io.ReaderAt from the file with that manifest.
+	ReadAt(ctx context.Context, manifest [32]byte, p []byte, off int64) (int, error)
+}
+
+// Capacity reports the volume's usable bytes for statfs.
+type Capacity interface {
+	Capacity() (total, free int64)
+}
+
+// Config configures a mount.
+type Config struct {
+	Tree       Tree
+	Content    Content
+	Capacity   Capacity // optional
+	StagingDir string   // local directory for files being written
+	InlineMax  int64    // files up to this size live in the namespace; 0 means DefaultInlineMax
+	Logger     *slog.Logger
+	// AttrValid bounds how long the kernel trusts attributes and entries
+	// without asking (remote changes also invalidate at once); 0 means 1s.
+	AttrValid time.Duration
+}
+
+// DefaultInlineMax is the largest file kept inline in the namespace: 64 KiB.
+// Below it a file costs one replicated namespace operation instead of k+m
+// shard writes; above it, erasure coding's storage efficiency wins.
+const DefaultInlineMax = 64 << 10
+
+// FS is a mounted volume.
+type FS struct {
+	cfg Config
+	log *slog.Logger
+
+	mu    sync.Mutex // guards nodes and open
+	nodes map[namespace.InodeID]fusefs.Node
+	open  map[namespace.InodeID]*openFile
+
+	server *fusefs.Server
+}
+
+var _ fusefs.FS = (*FS)(nil)
+var _ fusefs.FSStatfser = (*FS)(nil)
+
+// New returns the file system; Mount serves it.
+func New(cfg Config) (*FS, error) {
+	if cfg.Tree == nil || cfg.Content == nil || cfg.StagingDir == "" {
+		return nil, errors.New("fs: Tree, Content and StagingDir are required")
+	}
+	if cfg.InlineMax <= 0 {
+		cfg.InlineMax = DefaultInlineMax
+	}
+	if cfg.InlineMax > namespace.MaxInlineLen {
+		cfg.InlineMax = namespace.MaxInlineLen
+	}
+	if cfg.AttrValid <= 0 {
+		cfg.AttrValid = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.StagingDir, 0o700); err != nil {
+		return nil, fmt.Errorf("fs: staging dir: %w", err)
+	}
+	return &FS{cfg: cfg, log: cfg.Logger, nodes: map[namespace.InodeID]fusefs.Node{}, open: map[namespace.InodeID]*openFile{}}, nil
+}
+
+// Root returns the root directory.
+func (f *FS) Root() (fusefs.Node, error) {
+	return f.node(namespace.RootID, namespace.Dir, namespace.InodeID(namespace.RootID)), nil
+}
+
+// node returns the one kernel node of an inode, creating it if needed.
+// dentry is a dentry that names it (files need one to make hard links).
+func (f *FS) node(dentry namespace.NodeID, typ namespace.Type, ino namespace.InodeID) fusefs.Node {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n, ok := f.nodes[ino]; ok {
+		if fl, ok := n.(*File); ok {
+			fl.setDentry(dentry)
+		}
+		return n
+	}
+	var n fusefs.Node
+	switch typ {
+	case namespace.Dir:
+		n = &Dir{fs: f, ino: ino}
+	case namespace.Symlink:
+		n = &Symlink{fs: f, ino: ino}
+	default:
+		n = &File{fs: f, ino: ino, dentry: dentry}
+	}
+	f.nodes[ino] = n
+	return n
+}
+
+func (f *FS) forget(ino namespace.InodeID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.nodes, ino)
+}
+
+func (f *FS) cached(ino namespace.InodeID) fusefs.Node {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nodes[ino]
+}
+
+// Statfs reports the cluster's usable capacity.
+func (f *FS) Statfs(ctx context.Context, req *fuse.StatfsRequest, resp *fuse.StatfsResponse) error {
+	const bs = 4096
+	total, free := int64(1<<40), int64(1<<40)
+	if f.cfg.Capacity != nil {
+		total, free = f.cfg.Capacity.Capacity()
+	}
+	resp.Bsize = bs
+	resp.Frsize = bs
+	resp.Blocks = uint64(total / bs)
+	resp.Bfree = uint64(free / bs)
+	resp.Bavail = uint64(free / bs)
+	resp.Files = 1 << 40
+	resp.Ffree = 1 << 40
+	resp.Namelen = namespace.MaxNameLen
+	return nil
+}
+
+// fillAttr converts an inode to kernel attributes.
+func (f *FS) fillAttr(in namespace.Inode, a *fuse.Attr) {
+	a.Valid = f.cfg.AttrValid
+	a.Inode = uint64(in.ID)
+	a.Size = uint64(in.Size)
+	a.Blocks = (a.Size + 511) / 512
+	a.BlockSize = 64 << 10
+	a.Atime = time.Unix(0, in.Atime)
+	a.Mtime = time.Unix(0, in.Mtime)
+	a.Ctime = time.Unix(0, in.Ctime)
+	a.Nlink = in.Nlink
+	a.Uid = in.Uid
+	a.Gid = in.Gid
+	a.Mode = toFileMode(in.Type, in.Mode)
+}
+
+func toFileMode(t namespace.Type, m uint32) os.FileMode {
+	mode := os.FileMode(m & 0o777)
+	if m&syscall.S_ISUID != 0 {
+		mode |= os.ModeSetuid
+	}
+	if m&syscall.S_ISGID != 0 {
+		mode |= os.ModeSetgid
+	}
+	if m&syscall.S_ISVTX != 0 {
+		mode |= os.ModeSticky
+	}
+	switch t {
+	case namespace.Dir:
+		mode |= os.ModeDir
+	case namespace.Symlink:
+		mode |= os.ModeSymlink
+	}
+	return mode
+}
+
+func fromFileMode(mode os.FileMode) uint32 {
+	m := uint32(mode.Perm())
+	if mode&os.ModeSetuid != 0 {
+		m |= syscall.S_ISUID
+	}
+	if mode&os.ModeSetgid != 0 {
+		m |= syscall.S_ISGID
+	}
+	if mode&os.ModeSticky != 0 {
+		m |= syscall.S_ISVTX
+	}
+	return m
+}
+
+// setattr applies the non-size parts of a setattr request.
+func (f *FS) setattr(ctx context.Context, ino namespace.InodeID, req *fuse.SetattrRequest) (namespace.Inode, error) {
+	var ch namespace.AttrChange
+	if req.Valid.Mode() {
+		ch.Mask |= namespace.SetMode
+		ch.Mode = fromFileMode(req.Mode)
+	}
+	if req.Valid.Uid() {
+		ch.Mask |= namespace.SetUid
+		ch.Uid = req.Uid
+	}
+	if req.Valid.Gid() {
+		ch.Mask |= namespace.SetGid
+		ch.Gid = req.Gid
+	}
+	now := time.Now().UnixNano()
+	if req.Valid.AtimeNow() {
+		ch.Mask |= namespace.SetAtime
+		ch.Atime = now
+	} else if req.Valid.Atime() {
+		ch.Mask |= namespace.SetAtime
+		ch.Atime = req.Atime.UnixNano()
+	}
+	if req.Valid.MtimeNow() {
+		ch.Mask |= namespace.SetMtime
+		ch.Mtime = now
+	} else if req.Valid.Mtime() {
+		ch.Mask |= namespace.SetMtime
+		ch.Mtime = req.Mtime.UnixNano()
+	}
+	if ch.Mask == 0 {
+		return f.cfg.Tree.GetInode(ino)
+	}
+	return f.cfg.Tree.SetAttr(ctx, ino, ch)
+}
+
+// invalidate keeps kernel caches fresh when other peers change the tree.
+// It runs until the subscription closes.
+func (f *FS) invalidate(changes <-chan namespace.Change) {
+	for c := range changes {
+		if f.server == nil {
+			continue
+		}
+		if c.All {
+			f.mu.Lock()
+			nodes := make([]fusefs.Node, 0, len(f.nodes))
+			for _, n := range f.nodes {
+				nodes = append(nodes, n)
+			}
+			f.mu.Unlock()
+			for _, n := range nodes {
+				f.server.InvalidateNodeData(n)
+				f.server.InvalidateNodeAttr(n)
+			}
+			continue
+		}
+		for _, ino := range c.Inodes {
+			if n := f.cached(ino); n != nil {
+				if fl, ok := n.(*File); ok && fl.fs.hasDirtyOpen(ino) {
+					continue // this mount's own unsaved writes win until close
+				}
+				f.server.InvalidateNodeAttr(n)
+				f.server.InvalidateNodeData(n)
+			}
+		}
+		for _, dn := range c.Names {
+			if n := f.cached(namespace.InodeID(dn.Dir)); n != nil {
+				f.server.InvalidateEntry(n, dn.Name)
+			}
+		}
+		for _, d := range c.Dirs {
+			if n := f.cached(namespace.InodeID(d)); n != nil {
+				f.server.InvalidateNodeData(n)
+				f.server.InvalidateNodeAttr(n)
+			}
+		}
+	}
+}

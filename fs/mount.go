@@ -1,0 +1,96 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+)
+
+// Mount is a mounted volume.
+type Mount struct {
+	Dir  string
+	fs   *FS
+	conn *fuse.Conn
+	done chan error
+}
+
+// Mount mounts f at dir and serves it in the background until Close.
+func (f *FS) Mount(dir string) (*Mount, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		// A stale mount of a dead process answers ENOTCONN: clear it once.
+		if errors.Is(err, errNotConnected) || isNotConnected(err) {
+			lazyUnmount(dir)
+			fi, err = os.Stat(dir)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("fs: mount point: %w", err)
+		}
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("fs: mount point %s is not a directory", dir)
+	}
+	conn, err := fuse.Mount(dir,
+		fuse.FSName("reef"),
+		fuse.Subtype("reef"),
+		fuse.DefaultPermissions(),
+		fuse.AllowOther(),
+		fuse.MaxReadahead(1<<20),
+		fuse.AsyncRead(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("fs: mount %s: %w", dir, err)
+	}
+	srv := fusefs.New(conn, &fusefs.Config{})
+	f.server = srv
+	m := &Mount{Dir: dir, fs: f, conn: conn, done: make(chan error, 1)}
+	go func() { m.done <- srv.Serve(f) }()
+	go f.invalidate(f.cfg.Tree.Subscribe())
+	return m, nil
+}
+
+var errNotConnected = errors.New("transport endpoint is not connected")
+
+func isNotConnected(err error) bool {
+	var pe *os.PathError
+	return errors.As(err, &pe) && pe.Err.Error() == errNotConnected.Error()
+}
+
+func lazyUnmount(dir string) {
+	for _, bin := range []string{"fusermount3", "fusermount"} {
+		if exec.Command(bin, "-uz", dir).Run() == nil {
+			return
+		}
+	}
+}
+
+// Close unmounts, retrying while the mount is busy, and waits for the
+// server to stop. After a timeout it detaches the mount lazily.
+func (m *Mount) Close() error {
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err = fuse.Unmount(m.Dir); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			lazyUnmount(m.Dir)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case <-m.done:
+	case <-time.After(10 * time.Second):
+	}
+	m.conn.Close()
+	if err != nil {
+		return fmt.Errorf("fs: unmount %s: %w (detached lazily)", m.Dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"github.com/reefproject/reef/namespace"
+)
+
+// Extended attribute flags of setxattr(2).
+const (
+	xattrCreate  = 1
+	xattrReplace = 2
+)
+
+// Getxattr reads an extended attribute.
+func (f *FS) getxattr(ctx context.Context, ino namespace.InodeID, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	in, err := f.cfg.Tree.GetInode(ino)
+	if err != nil {
+		return errno(f.log, "getxattr", err)
+	}
+	v, ok := in.Xattrs[req.Name]
+	if !ok {
+		return fuse.ErrNoXattr
+	}
+	resp.Xattr = append([]byte(nil), v...)
+	return nil
+}
+
+// Listxattr lists extended attribute names.
+func (f *FS) listxattr(ctx context.Context, ino namespace.InodeID, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+	in, err := f.cfg.Tree.GetInode(ino)
+	if err != nil {
+		return errno(f.log, "listxattr", err)
+	}
+	for name := range in.Xattrs {
+		resp.Append(name)
+	}
+	return nil
+}
+
+// Setxattr sets an extended attribute.
+func (f *FS) setxattr(ctx context.Context, ino namespace.InodeID, req *fuse.SetxattrRequest) error {
+	in, err := f.cfg.Tree.GetInode(ino)
+	if err != nil {
+		return errno(f.log, "setxattr", err)
+	}
+	_, exists := in.Xattrs[req.Name]
+	if req.Flags&xattrCreate != 0 && exists {
+		return fuse.Errno(syscall.EEXIST)
+	}
+	if req.Flags&xattrReplace != 0 && !exists {
+		return fuse.ErrNoXattr
+	}
+	return errno(f.log, "setxattr", f.cfg.Tree.SetXattr(ctx, ino, req.Name, req.Xattr))
+}
+
+// Removexattr removes an extended attribute.
+func (f *FS) removexattr(ctx context.Context, ino namespace.InodeID, req *fuse.RemovexattrRequest) error {
+	return errno(f.log, "removexattr", f.cfg.Tree.RemoveXattr(ctx, ino, req.Name))
+}
+
+// Getxattr reads an extended attribute.
+func (f *File) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	return f.fs.getxattr(ctx, f.ino, req, resp)
+}
+
+// Listxattr lists extended attribute names.
+func (f *File) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+	return f.fs.listxattr(ctx, f.ino, req, resp)
+}
+
+// Setxattr sets an extended attribute.
+func (f *File) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
+	return f.fs.setxattr(ctx, f.ino, req)
+}
+
+// Removexattr removes an extended attribute.
+func (f *File) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
+	return f.fs.removexattr(ctx, f.ino, req)
+}
+
+// Getxattr reads an extended attribute.
+func (d *Dir) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	return d.fs.getxattr(ctx, d.ino, req, resp)
+}
+
+// Listxattr lists extended attribute names.
+func (d *Dir) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+	return d.fs.listxattr(ctx, d.ino, req, resp)
+}
+
+// Setxattr sets an extended attribute.
+func (d *Dir) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
+	return d.fs.setxattr(ctx, d.ino, req)
+}
+
+// Removexattr removes an extended attribute.
+func (d *Dir) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
+	return d.fs.removexattr(ctx, d.ino, req)
+}
+
+var (
+	_ fusefs.NodeGetxattrer    = (*Dir)(nil)
+	_ fusefs.NodeListxattrer   = (*Dir)(nil)
+	_ fusefs.NodeSetxattrer    = (*Dir)(nil)
+	_ fusefs.NodeRemovexattrer = (*Dir)(nil)
+)

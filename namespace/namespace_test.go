@@ -1,0 +1,496 @@
+package namespace
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPOSIXErrors(t *testing.T) {
+	p := newPeer(t, "p", nil)
+	ns := p.Namespace
+	d := mustCreate(t, ns, RootID, "d", Dir)
+	sub := mustCreate(t, ns, d.Node, "sub", Dir)
+	mustCreate(t, ns, RootID, "e", Dir)
+	f := mustCreate(t, ns, RootID, "f", File)
+	mustCreate(t, ns, RootID, "g", File)
+	mustCreate(t, ns, d.Node, "inner", File)
+	long := strings.Repeat("x", 256)
+	for _, tc := range []struct {
+		name string
+		fn   func() error
+		want error
+	}{
+		{"create exists", func() error { _, err := ns.Create(bg, RootID, "f", File, Attr{}, ""); return err }, ErrExist},
+		{"create in file", func() error { _, err := ns.Create(bg, f.Node, "x", File, Attr{}, ""); return err }, ErrNotDir},
+		{"create in missing", func() error { _, err := ns.Create(bg, 12345, "x", File, Attr{}, ""); return err }, ErrNotExist},
+		{"create slash", func() error { _, err := ns.Create(bg, RootID, "a/b", File, Attr{}, ""); return err }, ErrInvalid},
+		{"create nul", func() error { _, err := ns.Create(bg, RootID, "a\x00", File, Attr{}, ""); return err }, ErrInvalid},
+		{"create dotdot", func() error { _, err := ns.Create(bg, RootID, "..", Dir, Attr{}, ""); return err }, ErrInvalid},
+		{"create long", func() error { _, err := ns.Create(bg, RootID, long, File, Attr{}, ""); return err }, ErrNameTooLong},
+		{"symlink no target", func() error { _, err := ns.Create(bg, RootID, "s", Symlink, Attr{}, ""); return err }, ErrInvalid},
+		{"link dir", func() error { _, err := ns.Link(bg, d.Node, RootID, "d2"); return err }, ErrIsDir},
+		{"link exists", func() error { _, err := ns.Link(bg, f.Node, RootID, "g"); return err }, ErrExist},
+		{"rename missing", func() error { return ns.Rename(bg, RootID, "nope", RootID, "x", false) }, ErrNotExist},
+		{"rename dir into itself", func() error { return ns.Rename(bg, RootID, "d", sub.Node, "d", false) }, ErrInvalid},
+		{"rename dir onto itself child", func() error { return ns.Rename(bg, RootID, "d", d.Node, "x", false) }, ErrInvalid},
+		{"rename dir over file", func() error { return ns.Rename(bg, RootID, "e", RootID, "f", false) }, ErrNotDir},
+		{"rename file over dir", func() error { return ns.Rename(bg, RootID, "f", RootID, "e", false) }, ErrIsDir},
+		{"rename over non-empty dir", func() error { return ns.Rename(bg, RootID, "e", RootID, "d", false) }, ErrNotEmpty},
+		{"rename noreplace", func() error { return ns.Rename(bg, RootID, "f", RootID, "g", true) }, ErrExist},
+		{"rename bad name", func() error { return ns.Rename(bg, RootID, "f", RootID, "", false) }, ErrInvalid},
+		{"rename into file", func() error { return ns.Rename(bg, RootID, "f", f.Node, "x", false) }, ErrNotDir},
+		{"rmdir file", func() error { return ns.Remove(bg, RootID, "f", true) }, ErrNotDir},
+		{"unlink dir", func() error { return ns.Remove(bg, RootID, "e", false) }, ErrIsDir},
+		{"rmdir non-empty", func() error { return ns.Remove(bg, RootID, "d", true) }, ErrNotEmpty},
+		{"remove missing", func() error { return ns.Remove(bg, RootID, "zz", false) }, ErrNotExist},
+		{"setcontent dir", func() error { _, err := ns.SetContent(bg, d.Inode.ID, Content{}, Timestamp{}); return err }, ErrIsDir},
+		{"setcontent missing", func() error { _, err := ns.SetContent(bg, 999, Content{}, Timestamp{}); return err }, ErrNotExist},
+		{"setattr missing", func() error { _, err := ns.SetAttr(bg, 999, AttrChange{}); return err }, ErrNotExist},
+		{"removexattr unset", func() error { return ns.RemoveXattr(bg, f.Inode.ID, "user.x") }, ErrNoXattr},
+		{"setxattr empty name", func() error { return ns.SetXattr(bg, f.Inode.ID, "", nil) }, ErrInvalid},
+		{"lookup missing", func() error { _, err := ns.Lookup(RootID, "zz"); return err }, ErrNotExist},
+		{"readdir file", func() error { _, err := ns.ReadDir(f.Node); return err }, ErrNotDir},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.fn(); !errors.Is(err, tc.want) {
+				t.Errorf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	// The successful forms.
+	if err := ns.Rename(bg, RootID, "e", RootID, "f2", false); err != nil {
+		t.Error(err)
+	}
+	if err := ns.Rename(bg, RootID, "f", RootID, "f", false); err != nil {
+		t.Errorf("rename onto itself: %v", err)
+	}
+	if err := ns.SetXattr(bg, f.Inode.ID, "user.x", []byte("v")); err != nil {
+		t.Error(err)
+	}
+	if err := ns.RemoveXattr(bg, f.Inode.ID, "user.x"); err != nil {
+		t.Error(err)
+	}
+	in, err := ns.SetAttr(bg, f.Inode.ID, AttrChange{Mask: SetMode | SetGid, Mode: 0o4755, Gid: 7})
+	if err != nil || in.Mode != 0o4755 || in.Gid != 7 {
+		t.Errorf("setattr = %+v, %v", in, err)
+	}
+	if got, err := ns.Path(sub.Node); err != nil || got != "/d/sub" {
+		t.Errorf("path = %q, %v", got, err)
+	}
+}
+
+func TestPersistence(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprint("crash=", crash), func(t *testing.T) {
+			p := newPeer(t, "p", rand.New(rand.NewPCG(1, 2)))
+			d := mustCreate(t, p.Namespace, RootID, "d", Dir)
+			f := mustCreate(t, p.Namespace, d.Node, "f", File)
+			write(t, p.Namespace, f.Inode.ID, "data", f.Inode.Version)
+			if err := p.SetXattr(bg, f.Inode.ID, "user.k", []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+			mustCreate(t, p.Namespace, RootID, "gone", File)
+			if err := p.Remove(bg, RootID, "gone", false); err != nil {
+				t.Fatal(err)
+			}
+			before, raw := view(t, p.Namespace), rawState(p.Namespace)
+			vv := p.VersionVector()
+			p.reopen(t, crash)
+			if got := view(t, p.Namespace); got != before {
+				t.Fatalf("after reopen:\n%s\nwant:\n%s", got, before)
+			}
+			if rawState(p.Namespace) != raw {
+				t.Error("raw state differs after reopen")
+			}
+			if got := p.VersionVector(); got["p"] != vv["p"] {
+				t.Errorf("vv = %v, want %v", got, vv)
+			}
+			// New ops continue the sequence and the clock.
+			mustCreate(t, p.Namespace, RootID, "after", File)
+			if got := p.VersionVector()["p"]; got != vv["p"]+1 {
+				t.Errorf("seq after reopen = %d, want %d", got, vv["p"]+1)
+			}
+		})
+	}
+}
+
+func TestAntiEntropy(t *testing.T) {
+	a, b := newPeer(t, "a", nil), newPeer(t, "b", nil)
+	for i := 0; i < 30; i++ {
+		mustCreate(t, a.Namespace, RootID, fmt.Sprint("f", i), File)
+	}
+	mustCreate(t, b.Namespace, RootID, "fromb", Dir)
+	ops, more, err := a.OpsSince(b.VersionVector(), 10)
+	if err != nil || !more || len(ops) != 10 {
+		t.Fatalf("OpsSince = %d ops, more=%v, %v", len(ops), more, err)
+	}
+	for i, op := range ops {
+		if op.Seq != uint64(i+1) {
+			t.Fatalf("op %d has seq %d", i, op.Seq)
+		}
+	}
+	// Apply twice: idempotent.
+	for i := 0; i < 2; i++ {
+		n, err := b.ApplyRemote(ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []int{10, 0}[i]; n != want {
+			t.Errorf("applied = %d, want %d", n, want)
+		}
+	}
+	syncAll(t, a, b)
+	sameViews(t, a, b)
+	if got, want := b.VersionVector(), map[string]uint64{"a": 30, "b": 1}; got["a"] != want["a"] || got["b"] != want["b"] {
+		t.Errorf("vv = %v, want %v", got, want)
+	}
+	// Wire format, sealed.
+	a.cfg.Seal = func(p []byte) ([]byte, error) { return append([]byte("S"), p...), nil }
+	a.db.seal = a.cfg.Seal
+	a.db.open = func(s []byte) ([]byte, error) {
+		if len(s) == 0 || s[0] != 'S' {
+			return nil, errors.New("bad seal")
+		}
+		return s[1:], nil
+	}
+	w, err := a.EncodeOps(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := a.DecodeOps(w)
+	if err != nil || len(back) != len(ops) || back[3].Name != ops[3].Name || back[3].TS != ops[3].TS {
+		t.Fatalf("round trip: %v", err)
+	}
+	// A malformed op is refused.
+	bad := ops[0]
+	bad.Origin = "someone-else"
+	if _, err := b.ApplyRemote([]Op{bad}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad op: %v", err)
+	}
+}
+
+func TestSubscribe(t *testing.T) {
+	a, b := newPeer(t, "a", nil), newPeer(t, "b", nil)
+	ch := b.Subscribe()
+	d := mustCreate(t, a.Namespace, RootID, "d", Dir)
+	syncTo(t, a, b)
+	mustCreate(t, a.Namespace, d.Node, "x", File)
+	syncTo(t, a, b) // the consumer is slow: the two changes coalesce
+	c := <-ch
+	if !slices.Contains(c.Dirs, RootID) || !slices.Contains(c.Dirs, d.Node) || !slices.Contains(c.Names, DirName{d.Node, "x"}) {
+		t.Errorf("change = %+v", c)
+	}
+	select {
+	case c := <-ch:
+		t.Errorf("unexpected second change %+v", c)
+	default:
+	}
+}
+
+func TestSnapshot(t *testing.T) {
+	a, c := newPeer(t, "a", nil), newPeer(t, "c", nil)
+	for i := 0; i < 5; i++ {
+		mustCreate(t, a.Namespace, RootID, fmt.Sprint("f", i), File)
+	}
+	a.ObservePeer("c", nil, a.Clock()) // lets a's horizon move to its clock
+	if err := a.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, a.Namespace, RootID, "late", Dir) // after the base
+	c.time.t += 5e9
+	mustCreate(t, c.Namespace, RootID, "mine", File)
+	snap, err := a.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.InstallSnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	mustEntry(t, c, "/mine")
+	mustEntry(t, c, "/late")
+	syncAll(t, a, c)
+	sameViews(t, a, c)
+	c.reopen(t, false)
+	sameViews(t, a, c)
+	if err := c.InstallSnapshot([]byte("garbage")); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("garbage snapshot: %v", err)
+	}
+}
+
+func TestCompaction(t *testing.T) {
+	a := newPeer(t, "a", nil)
+	for i := 0; i < 20; i++ {
+		mustCreate(t, a.Namespace, RootID, fmt.Sprint("f", i), File)
+	}
+	// Peer b reports it holds what we hold, at our clock.
+	a.ObservePeer("b", a.VersionVector(), a.Clock())
+	if err := a.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	st := a.Stats()
+	if st.Ops != 0 || st.UndoOps != 0 || st.Nodes != 20 {
+		t.Errorf("stats after compaction = %+v", st)
+	}
+	if _, _, err := a.OpsSince(nil, 10); !errors.Is(err, ErrCompacted) {
+		t.Errorf("OpsSince(nil) = %v, want ErrCompacted", err)
+	}
+	if ops, _, err := a.OpsSince(a.VersionVector(), 10); err != nil || len(ops) != 0 {
+		t.Errorf("OpsSince(current) = %d, %v", len(ops), err)
+	}
+	// A new peer catches up with the snapshot instead.
+	b := newPeer(t, "b", nil)
+	snap, err := a.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.InstallSnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	sameViews(t, a, b)
+	// Restart from the checkpoint alone.
+	before := view(t, a.Namespace)
+	a.reopen(t, false)
+	if view(t, a.Namespace) != before {
+		t.Error("view changed after reopen from checkpoint")
+	}
+	// A peer that holds ops we lack keeps the horizon where it was.
+	a.ObservePeer("c", map[string]uint64{"c": 5}, Timestamp{Wall: 1 << 62})
+	if h := a.Horizon(); h.Wall == 1<<62 {
+		t.Error("horizon advanced past a peer whose ops we lack")
+	}
+}
+
+func makeBigDir(tb testing.TB, n int) *testPeer {
+	tb.Helper()
+	p := newPeer(tb, "p", nil)
+	ops := make([]Op, 0, 10000)
+	ts := Timestamp{Wall: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), Peer: "remote"}
+	for i := 0; i < n; i++ {
+		ts.Logical++
+		id := uint64(1000 + i)
+		ops = append(ops, Op{Kind: OpMove, TS: ts, Origin: "remote", Seq: uint64(i + 1), Node: NodeID(id), NewParent: RootID,
+			Name: fmt.Sprintf("file-%07d", i), Inode: InodeID(id), Init: &InodeInit{Type: File, Mode: 0o644}})
+		if len(ops) == cap(ops) || i == n-1 {
+			if _, err := p.ApplyRemote(ops); err != nil {
+				tb.Fatal(err)
+			}
+			ops = ops[:0]
+		}
+	}
+	return p
+}
+
+func TestReadDir100k(t *testing.T) {
+	p := makeBigDir(t, 100000)
+	start := time.Now()
+	es, err := p.ReadDir(RootID)
+	el := time.Since(start)
+	if err != nil || len(es) != 100000 {
+		t.Fatalf("readdir = %d, %v", len(es), err)
+	}
+	if !slices.IsSortedFunc(es, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) }) {
+		t.Error("not sorted")
+	}
+	if limit := 500 * time.Millisecond; el > limit && !raceEnabled {
+		t.Errorf("ReadDir of 100k took %v", el)
+	}
+	t.Logf("ReadDir 100k: %v", el)
+}
+
+func BenchmarkReadDir100k(b *testing.B) {
+	p := makeBigDir(b, 100000)
+	_, _ = p.ReadDir(RootID)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := p.ReadDir(RootID); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCreate(b *testing.B) {
+	p := newPeer(b, "p", nil)
+	p.time.t = time.Now().UnixNano()
+	mustCreate(b, p.Namespace, RootID, "warm", File)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := p.Create(bg, RootID, fmt.Sprint("f", i), File, Attr{Mode: 0o644}, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkApplyRemote(b *testing.B) {
+	p := newPeer(b, "p", nil)
+	ts := Timestamp{Wall: 1, Peer: "r"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += 1000 {
+		var ops []Op
+		for j := i; j < i+1000; j++ {
+			ts.Logical++
+			ops = append(ops, Op{Kind: OpMove, TS: ts, Origin: "r", Seq: uint64(j + 1), Node: NodeID(10 + j), NewParent: RootID,
+				Name: fmt.Sprint("f", j), Inode: InodeID(10 + j), Init: &InodeInit{Type: File}})
+		}
+		if _, err := p.ApplyRemote(ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func FuzzDecodeOps(f *testing.F) {
+	ts := Timestamp{Wall: 123456789, Logical: 3, Peer: "peer-1"}
+	seed := []Op{
+		{Kind: OpMove, TS: ts, Seq: 1, Node: 10, NewParent: 1, Name: "a.txt", Inode: 11, Init: &InodeInit{Type: File, Mode: 0o644, Target: "x"}},
+		{Kind: OpMove, TS: ts, Seq: 2, Node: 10, NewParent: 2, Name: "a.txt", Base: ts},
+		{Kind: OpSetAttr, TS: ts, Seq: 3, Inode: 11, Attr: AttrChange{Mask: SetMode, Mode: 0o600, Atime: -5}},
+		{Kind: OpSetContent, TS: ts, Seq: 4, Inode: 11, Content: Content{Manifest: [32]byte{1, 2}, Size: 3, Inline: []byte("abc")}, Base: ts},
+		{Kind: OpSetXattr, TS: ts, Seq: 5, Inode: 11, Name: "user.k", Value: []byte{0, 1}},
+		{Kind: OpRemoveXattr, TS: ts, Seq: 6, Inode: 11, Name: "user.k"},
+	}
+	for i := range seed {
+		seed[i].Origin = ts.Peer
+	}
+	b, err := EncodeOps(seed)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte{})
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ops, err := DecodeOps(data)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		again, err := EncodeOps(ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops2, err := DecodeOps(again)
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		again2, _ := EncodeOps(ops2)
+		if !bytes.Equal(again, again2) {
+			t.Fatal("encoding is not stable")
+		}
+		for i := range ops {
+			_ = validateOp(&ops[i])
+		}
+	})
+}
+
+func TestDecodeOpsRoundTrip(t *testing.T) {
+	ts := Timestamp{Wall: -5, Logical: 1 << 31, Peer: "p"}
+	ops := []Op{{Kind: OpSetContent, TS: ts, Origin: "p", Seq: 9, Inode: 4, Content: Content{Size: 2, Inline: []byte("hi")}, Base: ts}}
+	b, _ := EncodeOps(ops)
+	got, err := DecodeOps(b)
+	if err != nil || len(got) != 1 || got[0].TS != ts || string(got[0].Content.Inline) != "hi" || got[0].Origin != "p" {
+		t.Fatalf("round trip = %+v, %v", got, err)
+	}
+	for i := 0; i < len(b); i++ {
+		if _, err := DecodeOps(b[:i]); err == nil {
+			t.Errorf("truncated at %d decoded without error", i)
+		}
+	}
+}
+
+func TestClock(t *testing.T) {
+	ft := &fakeTime{t: 100}
+	c := NewClock("x")
+	c.now = ft.now
+	a := c.Now()
+	b := c.Now()
+	if !a.Less(b) {
+		t.Errorf("%v !< %v", a, b)
+	}
+	remote := Timestamp{Wall: 500, Logical: 7, Peer: "y"}
+	c.Observe(remote)
+	if n := c.Now(); !remote.Less(n) {
+		t.Errorf("after observe %v, now = %v", remote, n)
+	}
+	ft.t = 1000
+	if n := c.Now(); n.Wall != 1000 || n.Logical != 0 {
+		t.Errorf("physical clock ahead: %v", n)
+	}
+}
+
+// TestConcurrentReadsAndWrites is meant for -race: readers run while local
+// writes and remote ops are applied.
+func TestConcurrentReadsAndWrites(t *testing.T) {
+	a, b := newPeer(t, "a", nil), newPeer(t, "b", nil)
+	d := mustCreate(t, a.Namespace, RootID, "d", Dir)
+	syncTo(t, a, b)
+	done := make(chan struct{})
+	errc := make(chan error, 2)
+	go func() {
+		defer close(done)
+		for i := 0; i < 50; i++ {
+			if _, err := a.Create(bg, d.Node, fmt.Sprint("x", i), File, Attr{}, ""); err != nil {
+				errc <- err
+				return
+			}
+			ops, _, err := a.OpsSince(b.VersionVector(), 100)
+			if err == nil {
+				_, err = b.ApplyRemote(ops)
+			}
+			if err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	ch := b.Subscribe()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		case <-ch:
+		default:
+		}
+		for _, ns := range []*Namespace{a.Namespace, b.Namespace} {
+			_, _ = ns.ReadDir(d.Node)
+			_, _ = ns.Resolve("/d/x1")
+			_ = ns.Stats()
+			_ = ns.VersionVector()
+		}
+	}
+	select {
+	case err := <-errc:
+		t.Fatal(err)
+	default:
+	}
+	sameViews(t, a, b)
+}
+
+func FuzzDecodeCheckpoint(f *testing.F) {
+	p := newPeer(f, "p", rand.New(rand.NewPCG(3, 4)))
+	d := mustCreate(f, p.Namespace, RootID, "d", Dir)
+	x := mustCreate(f, p.Namespace, d.Node, "x.txt", File)
+	write(f, p.Namespace, x.Inode.ID, "hi", Timestamp{})
+	_ = p.SetXattr(bg, x.Inode.ID, "user.a", []byte("b"))
+	_ = p.Remove(bg, RootID, "d", true)
+	f.Add([]byte(rawState(p.Namespace)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := decodeCheckpoint(data)
+		if err != nil {
+			return
+		}
+		for id := range c.st.nodes {
+			c.st.entry(id)
+			c.st.path(id)
+		}
+	})
+}

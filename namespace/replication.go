@@ -1,0 +1,266 @@
+package namespace
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// ApplyRemote applies ops received from other peers. It is idempotent: ops
+// already held (by Origin and Seq) are skipped. The new ops are durable
+// (synced) before it returns, so the sender may count the call as an ack.
+// It observes their Timestamps in the Clock and reports the changes to
+// subscribers. A malformed op fails the whole batch (nothing is applied).
+// ApplyRemote does not retain ops.
+func (ns *Namespace) ApplyRemote(ops []Op) (int, error) {
+	for i := range ops {
+		if err := validateOp(&ops[i]); err != nil {
+			return 0, err
+		}
+	}
+	ns.wmu.Lock()
+	defer ns.wmu.Unlock()
+	if ns.closed {
+		return 0, ErrClosed
+	}
+	type key struct {
+		o string
+		s uint64
+	}
+	seen := map[key]bool{}
+	var fresh []Op
+	ns.mu.RLock()
+	for _, op := range ops {
+		k := key{op.Origin, op.Seq}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if q := ns.have[op.Origin]; q != nil && q.has(op.Seq) {
+			continue
+		}
+		if op.Origin == ns.cfg.Peer {
+			// Our own op we do not hold (lost disk?). Accept it.
+			ns.log.Warn("namespace: received own op not held locally", "seq", op.Seq)
+		}
+		op.Value = slices.Clone(op.Value)
+		op.Content.Inline = slices.Clone(op.Content.Inline)
+		if op.Init != nil {
+			in := *op.Init
+			op.Init = &in
+		}
+		fresh = append(fresh, op)
+	}
+	ns.mu.RUnlock()
+	if len(fresh) == 0 {
+		return 0, nil
+	}
+	if err := ns.db.putOps(fresh); err != nil {
+		return 0, err
+	}
+	cs := newChangeSet()
+	ns.mu.Lock()
+	ns.s.changes = cs
+	n := ns.insertLocked(fresh)
+	ns.s.changes = nil
+	maxTS := fresh[0].TS
+	for _, op := range fresh {
+		ns.haveOf(op.Origin).add(op.Seq)
+		if op.Origin != ns.cfg.Peer {
+			ns.foreign = true
+		}
+		if maxTS.Less(op.TS) {
+			maxTS = op.TS
+		}
+	}
+	ns.opCount += int64(len(fresh))
+	ns.mu.Unlock()
+	ns.clock.Observe(maxTS)
+	ns.publish(cs.change())
+	ns.afterApplyLocked(len(fresh))
+	return n, nil
+}
+
+// OpsSince returns up to max ops that the holder of vv lacks, in Seq order
+// per origin; more reports that there are further ones. It returns
+// ErrCompacted when some needed ops were compacted away (use Snapshot).
+func (ns *Namespace) OpsSince(vv map[string]uint64, max int) ([]Op, bool, error) {
+	if max <= 0 || max > MaxOpsPerBatch {
+		max = MaxOpsPerBatch
+	}
+	if ns.shut.Load() {
+		return nil, false, ErrClosed
+	}
+	ns.mu.RLock()
+	type want struct {
+		o    string
+		from uint64
+	}
+	var wants []want
+	for _, o := range slices.Sorted(maps.Keys(ns.have)) {
+		q := ns.have[o]
+		from := vv[o]
+		if q.contig <= from && len(q.extra) == 0 {
+			continue
+		}
+		if from < ns.compacted[o] {
+			ns.mu.RUnlock()
+			return nil, false, fmt.Errorf("namespace: ops of %s after %d: %w", o, from, ErrCompacted)
+		}
+		wants = append(wants, want{o, from})
+	}
+	ns.mu.RUnlock()
+	var out []Op
+	for _, w := range wants {
+		ops, more, err := ns.db.opsFrom(w.o, w.from, max-len(out))
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, ops...)
+		if more || len(out) >= max {
+			return out, true, nil
+		}
+	}
+	return out, false, nil
+}
+
+// Snapshot returns the sealed full state: the tree at the stability base
+// plus every op after it, and the version vector they imply.
+func (ns *Namespace) Snapshot() ([]byte, error) {
+	ns.wmu.Lock()
+	defer ns.wmu.Unlock()
+	if ns.closed {
+		return nil, ErrClosed
+	}
+	var plain []byte
+	ns.mu.Lock()
+	ops := make([]Op, len(ns.journal))
+	for i, e := range ns.journal {
+		ops[i] = e.op
+	}
+	ns.atBase(func(s *state) {
+		plain = encodeCheckpoint(&checkpoint{base: ns.base, baseVV: ns.baseVV, st: s, ops: ops})
+	})
+	ns.mu.Unlock()
+	b, err := ns.db.seal(plain)
+	if err != nil {
+		return nil, fmt.Errorf("namespace: seal snapshot: %w", err)
+	}
+	return b, nil
+}
+
+// InstallSnapshot replaces the local state with a snapshot (for a peer too
+// far behind to catch up with OpsSince). Ops held locally that the snapshot
+// lacks are kept and re-applied in Timestamp order. Subscribers get a
+// Change with All set.
+func (ns *Namespace) InstallSnapshot(b []byte) error {
+	plain, err := ns.db.open(b)
+	if err != nil {
+		return fmt.Errorf("namespace: open snapshot: %w", err)
+	}
+	c, err := decodeCheckpoint(plain)
+	if err != nil {
+		return err
+	}
+	for i := range c.ops {
+		if err := validateOp(&c.ops[i]); err != nil {
+			return fmt.Errorf("namespace: snapshot: %w", err)
+		}
+	}
+	ns.wmu.Lock()
+	defer ns.wmu.Unlock()
+	if ns.closed {
+		return ErrClosed
+	}
+	// What the snapshot covers.
+	cover := map[string]*seqSet{}
+	coverOf := func(o string) *seqSet {
+		if cover[o] == nil {
+			cover[o] = &seqSet{}
+		}
+		return cover[o]
+	}
+	for o, s := range c.baseVV {
+		coverOf(o).contig = s
+	}
+	for _, op := range c.ops {
+		coverOf(op.Origin).add(op.Seq)
+	}
+	// Our own ops the snapshot lacks.
+	all := slices.Clone(c.ops)
+	late := 0
+	err = ns.db.scanOps(nil, func(op Op) error {
+		if !coverOf(op.Origin).has(op.Seq) {
+			coverOf(op.Origin).add(op.Seq)
+			all = append(all, op)
+			if !c.base.Less(op.TS) {
+				late++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("namespace: install snapshot: read log: %w", err)
+	}
+	if late > 0 {
+		ns.log.Warn("namespace: local ops older than the snapshot's base; applying them late", "count", late)
+	}
+	slices.SortFunc(all, func(a, b Op) int { return a.TS.Compare(b.TS) })
+	ckpt := encodeCheckpoint(&checkpoint{base: c.base, baseVV: c.baseVV, st: c.st})
+	if err := ns.db.reset(); err != nil {
+		return err
+	}
+	if err := ns.db.putCheckpoint(ckpt); err != nil {
+		return err
+	}
+	if err := ns.db.putOps(all); err != nil {
+		return err
+	}
+	comp := maps.Clone(c.baseVV)
+	if err := ns.db.putCompacted(comp); err != nil {
+		return err
+	}
+	ns.hasCkpt, ns.ckptBase = true, c.base
+	ns.mu.Lock()
+	ns.s, ns.journal, ns.base, ns.baseVV, ns.compacted = c.st, nil, c.base, c.baseVV, comp
+	ns.have = cover
+	ns.opCount = int64(len(all))
+	ns.insertLocked(all)
+	for o := range cover {
+		if o != ns.cfg.Peer {
+			ns.foreign = true
+		}
+	}
+	if q := cover[ns.cfg.Peer]; q != nil && q.contig > ns.seq {
+		ns.seq = q.contig
+	}
+	ns.mu.Unlock()
+	ns.clock.Observe(c.base)
+	if len(all) > 0 {
+		ns.clock.Observe(all[len(all)-1].TS)
+	}
+	ns.publish(Change{All: true})
+	return nil
+}
+
+// EncodeOps encodes and seals ops for the wire with Config.Seal.
+func (ns *Namespace) EncodeOps(ops []Op) ([]byte, error) {
+	b, err := EncodeOps(ops)
+	if err != nil {
+		return nil, err
+	}
+	s, err := ns.db.seal(b)
+	if err != nil {
+		return nil, fmt.Errorf("namespace: seal ops: %w", err)
+	}
+	return s, nil
+}
+
+// DecodeOps opens (Config.Open) and decodes ops from the wire.
+func (ns *Namespace) DecodeOps(b []byte) ([]Op, error) {
+	p, err := ns.db.open(b)
+	if err != nil {
+		return nil, fmt.Errorf("namespace: open ops: %w", err)
+	}
+	return DecodeOps(p)
+}

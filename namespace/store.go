@@ -1,0 +1,411 @@
+package namespace
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// Key layout in badger:
+//
+//	'o' tsKey            -> uvarint(seq) + sealed(op)   the op log, in Timestamp order
+//	's' len(origin) origin seq(8 BE) -> tsKey           index by (Origin, Seq)
+//	'c'                  -> sealed(checkpoint)          the latest checkpoint
+//	'm' "compacted"      -> per-origin highest compacted seq
+const (
+	pfxOp   = 'o'
+	pfxSeq  = 's'
+	keyCkpt = "c"
+	keyComp = "mcompacted"
+)
+
+// tsKey encodes a Timestamp so that byte order is Timestamp order.
+func tsKey(t Timestamp) []byte {
+	b := make([]byte, 0, 13+len(t.Peer))
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Wall)^(1<<63))
+	b = binary.BigEndian.AppendUint32(b, t.Logical)
+	return append(b, t.Peer...)
+}
+
+func parseTSKey(b []byte) (Timestamp, bool) {
+	if len(b) < 12 {
+		return Timestamp{}, false
+	}
+	return Timestamp{Wall: int64(binary.BigEndian.Uint64(b) ^ (1 << 63)), Logical: binary.BigEndian.Uint32(b[8:]), Peer: string(b[12:])}, true
+}
+
+func seqKey(origin string, seq uint64) []byte {
+	b := []byte{pfxSeq, byte(len(origin))}
+	b = append(b, origin...)
+	return binary.BigEndian.AppendUint64(b, seq)
+}
+
+func opKey(t Timestamp) []byte { return append([]byte{pfxOp}, tsKey(t)...) }
+
+// store wraps badger; badger types stay inside it.
+type store struct {
+	db   *badger.DB
+	seal func([]byte) ([]byte, error)
+	open func([]byte) ([]byte, error)
+}
+
+func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, error)) (*store, error) {
+	opts := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{log}).
+		WithSyncWrites(true).
+		WithNumVersionsToKeep(1).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumCompactors(2).
+		WithValueLogFileSize(64 << 20).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("namespace: open %s: %w", dir, err)
+	}
+	if seal == nil {
+		seal = func(b []byte) ([]byte, error) { return b, nil }
+	}
+	if open == nil {
+		open = func(b []byte) ([]byte, error) { return b, nil }
+	}
+	return &store{db: db, seal: seal, open: open}, nil
+}
+
+func (s *store) close() error { return s.db.Close() }
+
+// putOps durably writes ops (synced before returning).
+func (s *store) putOps(ops []Op) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i := range ops {
+		op := &ops[i]
+		e := &encoder{}
+		encodeOp(e, op)
+		sealed, err := s.seal(e.b)
+		if err != nil {
+			return fmt.Errorf("namespace: seal op: %w", err)
+		}
+		v := binary.AppendUvarint(nil, op.Seq)
+		v = append(v, sealed...)
+		k := opKey(op.TS)
+		if err := wb.Set(k, v); err != nil {
+			return fmt.Errorf("namespace: write op: %w", err)
+		}
+		if err := wb.Set(seqKey(op.Origin, op.Seq), k[1:]); err != nil {
+			return fmt.Errorf("namespace: write op: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("namespace: write ops: %w", err)
+	}
+	return nil
+}
+
+func (s *store) decodeStored(v []byte) (Op, error) {
+	_, n := binary.Uvarint(v)
+	if n <= 0 {
+		return Op{}, fmt.Errorf("namespace: stored op: %w", ErrCorrupt)
+	}
+	plain, err := s.open(v[n:])
+	if err != nil {
+		return Op{}, fmt.Errorf("namespace: open op: %w", err)
+	}
+	d := &decoder{b: plain}
+	op := decodeOp(d)
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return Op{}, d.err
+	}
+	return op, nil
+}
+
+// scanOps calls fn, in Timestamp order, for every stored op for which
+// skip(ts, seq) is false.
+func (s *store) scanOps(skip func(ts Timestamp, seq uint64) bool, fn func(Op) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxOp}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			ts, ok := parseTSKey(item.Key()[1:])
+			if !ok {
+				return fmt.Errorf("namespace: op key %x: %w", item.Key(), ErrCorrupt)
+			}
+			var seq uint64
+			if err := item.Value(func(v []byte) error {
+				seq, _ = binary.Uvarint(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if skip != nil && skip(ts, seq) {
+				continue
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			op, err := s.decodeStored(v)
+			if err != nil {
+				return err
+			}
+			if err := fn(op); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// scanSeqs calls fn for every (origin, seq) in the index.
+func (s *store) scanSeqs(fn func(origin string, seq uint64)) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxSeq}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) < 2 || len(k) != 2+int(k[1])+8 {
+				continue
+			}
+			fn(string(k[2:2+int(k[1])]), binary.BigEndian.Uint64(k[len(k)-8:]))
+		}
+		return nil
+	})
+}
+
+// opsFrom returns the stored ops of origin with seq > from, in seq order, at
+// most max of them.
+func (s *store) opsFrom(origin string, from uint64, max int) ([]Op, bool, error) {
+	var ops []Op
+	more := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		pfx := seqKey(origin, 0)[:2+len(origin)]
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: pfx})
+		defer it.Close()
+		for it.Seek(seqKey(origin, from+1)); it.Valid(); it.Next() {
+			if len(ops) >= max {
+				more = true
+				return nil
+			}
+			tk, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			item, err := txn.Get(append([]byte{pfxOp}, tk...))
+			if err != nil {
+				return err
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			op, err := s.decodeStored(v)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, op)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("namespace: read ops of %s: %w", origin, err)
+	}
+	return ops, more, nil
+}
+
+func (s *store) get(key string) ([]byte, error) {
+	var v []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(key))
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	return v, err
+}
+
+// putCheckpoint durably writes a checkpoint.
+func (s *store) putCheckpoint(plain []byte) error {
+	sealed, err := s.seal(plain)
+	if err != nil {
+		return fmt.Errorf("namespace: seal checkpoint: %w", err)
+	}
+	err = s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(keyCkpt), sealed)
+	})
+	if err != nil {
+		return fmt.Errorf("namespace: write checkpoint: %w", err)
+	}
+	return nil
+}
+
+func (s *store) loadCheckpoint() (*checkpoint, error) {
+	v, err := s.get(keyCkpt)
+	if err != nil {
+		return nil, fmt.Errorf("namespace: read checkpoint: %w", err)
+	}
+	if v == nil {
+		return nil, nil
+	}
+	plain, err := s.open(v)
+	if err != nil {
+		return nil, fmt.Errorf("namespace: open checkpoint: %w", err)
+	}
+	return decodeCheckpoint(plain)
+}
+
+func encodeVV(vv map[string]uint64) []byte {
+	e := &encoder{}
+	e.uv(uint64(len(vv)))
+	for o, s := range vv {
+		e.str(o)
+		e.uv(s)
+	}
+	return e.b
+}
+
+func decodeVV(b []byte) (map[string]uint64, error) {
+	vv := map[string]uint64{}
+	if len(b) == 0 {
+		return vv, nil
+	}
+	d := &decoder{b: b}
+	for i, n := 0, d.count(1<<20, 2); i < n && d.err == nil; i++ {
+		vv[d.str(MaxPeerLen)] = d.uv()
+	}
+	return vv, d.err
+}
+
+func (s *store) loadCompacted() (map[string]uint64, error) {
+	v, err := s.get(keyComp)
+	if err != nil {
+		return nil, fmt.Errorf("namespace: read compaction record: %w", err)
+	}
+	return decodeVV(v)
+}
+
+// compact deletes stored ops with TS <= upTo, updating compacted. It returns
+// the number of ops deleted.
+func (s *store) compact(upTo Timestamp, compacted map[string]uint64) (int, error) {
+	type victim struct {
+		key    []byte
+		origin string
+		seq    uint64
+	}
+	var vs []victim
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxOp}})
+		defer it.Close()
+		end := opKey(upTo)
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			if bytes.Compare(item.Key(), end) > 0 {
+				break
+			}
+			ts, ok := parseTSKey(item.Key()[1:])
+			if !ok {
+				continue
+			}
+			var seq uint64
+			if err := item.Value(func(v []byte) error {
+				seq, _ = binary.Uvarint(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+			vs = append(vs, victim{item.KeyCopy(nil), ts.Peer, seq})
+		}
+		return nil
+	})
+	if err != nil || len(vs) == 0 {
+		return 0, err
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, v := range vs {
+		if err := wb.Delete(v.key); err != nil {
+			return 0, err
+		}
+		if err := wb.Delete(seqKey(v.origin, v.seq)); err != nil {
+			return 0, err
+		}
+		compacted[v.origin] = max(compacted[v.origin], v.seq)
+	}
+	if err := wb.Set([]byte(keyComp), encodeVV(compacted)); err != nil {
+		return 0, err
+	}
+	if err := wb.Flush(); err != nil {
+		return 0, fmt.Errorf("namespace: compact: %w", err)
+	}
+	return len(vs), nil
+}
+
+// countOps counts the stored ops (keys only).
+func (s *store) countOps() (int64, error) {
+	var n int64
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxOp}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// reset deletes everything.
+func (s *store) reset() error {
+	if err := s.db.DropAll(); err != nil {
+		return fmt.Errorf("namespace: drop: %w", err)
+	}
+	return nil
+}
+
+// badgerLogger adapts a *slog.Logger to badger.Logger.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) logf(level slog.Level, format string, args ...any) {
+	ctx := context.Background()
+	if !b.l.Enabled(ctx, level) {
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	for len(msg) > 0 && msg[len(msg)-1] == '\n' {
+		msg = msg[:len(msg)-1]
+	}
+	b.l.Log(ctx, level, msg, "component", "badger")
+}
+
+func (b badgerLogger) Errorf(format string, args ...any)   { b.logf(slog.LevelError, format, args...) }
+func (b badgerLogger) Warningf(format string, args ...any) { b.logf(slog.LevelWarn, format, args...) }
+func (b badgerLogger) Infof(format string, args ...any)    { b.logf(slog.LevelInfo, format, args...) }
+func (b badgerLogger) Debugf(format string, args ...any)   { b.logf(slog.LevelDebug, format, args...) }
+
+func (s *store) putCompacted(vv map[string]uint64) error {
+	err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(keyComp), encodeVV(vv))
+	})
+	if err != nil {
+		return fmt.Errorf("namespace: write compaction record: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,281 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/reefproject/reef/api"
+	"github.com/reefproject/reef/namespace"
+)
+
+// Namespace replication. Every op a peer creates is pushed to every live
+// peer at once; the write returns when M other peers hold it durably (so it
+// is on M+1 peers). Anti-entropy repairs everything else: once a second
+// each peer pulls what it lacks from a random live peer, so a peer that was
+// down or cut off catches up on its own; one too far behind installs a
+// snapshot.
+const (
+	maxOpsBody      = 64 << 20
+	maxSnapshotBody = 1 << 30
+	nsTimeout       = 10 * time.Second
+	syncBatch       = 5000
+	syncEvery       = time.Second
+)
+
+// replicate pushes ops to every live peer and waits for p.cfg.M acks.
+func (p *Peer) replicate(ctx context.Context, ops []namespace.Op) error {
+	body, err := p.ns.EncodeOps(ops)
+	if err != nil {
+		return err
+	}
+	var others []string
+	for _, m := range p.node.Live() {
+		if m.ID != p.id {
+			others = append(others, m.ID)
+		}
+	}
+	need := min(p.cfg.M, len(others))
+	if p.cfg.M > 0 && need == 0 {
+		return fmt.Errorf("no other live peer to hold the change (need %d)", p.cfg.M)
+	}
+	acks := make(chan error, len(others))
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), nsTimeout)
+	var wg sync.WaitGroup
+	for _, o := range others {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			acks <- p.pushOps(bg, o, body)
+		}()
+	}
+	go func() { wg.Wait(); cancel() }()
+	var errs []string
+	got := 0
+	for range others {
+		if got >= need {
+			return nil
+		}
+		select {
+		case err := <-acks:
+			if err != nil {
+				errs = append(errs, err.Error())
+			} else {
+				got++
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if got >= need {
+		return nil
+	}
+	return fmt.Errorf("change held by %d other peers, need %d: %s", got, need, strings.Join(errs, "; "))
+}
+
+func (p *Peer) pushOps(ctx context.Context, peer string, body []byte) error {
+	resp, err := p.net.request(ctx, http.MethodPost, peer, "/v1/ns/ops", body)
+	if err != nil {
+		return fmt.Errorf("%s: %w", peer, err)
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %w", peer, peerError(resp))
+	}
+	return nil
+}
+
+func (p *Peer) handleOps(w http.ResponseWriter, r *http.Request) {
+	b, err := readBody(w, r, maxOpsBody)
+	if err != nil {
+		api.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	ops, err := p.ns.DecodeOps(b)
+	if err != nil {
+		api.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	if _, err := p.ns.ApplyRemote(ops); err != nil {
+		api.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(nsTimeout))
+	if r.ContentLength > max {
+		return nil, fmt.Errorf("body of %d bytes exceeds %d", r.ContentLength, max)
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		return nil, fmt.Errorf("reading body: %w", err)
+	}
+	return b, nil
+}
+
+// syncRequest and syncResponse are the anti-entropy exchange.
+type syncRequest struct {
+	VV map[string]uint64 `json:"vv"`
+}
+
+type syncResponse struct {
+	VV        map[string]uint64   `json:"vv"`
+	Clock     namespace.Timestamp `json:"clock"`
+	Ops       []byte              `json:"ops"` // sealed
+	More      bool                `json:"more"`
+	Compacted bool                `json:"compacted"`
+}
+
+func (p *Peer) handleSync(w http.ResponseWriter, r *http.Request) {
+	b, err := readBody(w, r, 1<<20)
+	if err != nil {
+		api.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	var req syncRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		api.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	resp := syncResponse{VV: p.ns.VersionVector(), Clock: p.ns.Clock()}
+	ops, more, err := p.ns.OpsSince(req.VV, syncBatch)
+	switch {
+	case errors.Is(err, namespace.ErrCompacted):
+		resp.Compacted = true
+	case err != nil:
+		api.WriteError(w, http.StatusInternalServerError, err)
+		return
+	case len(ops) > 0:
+		if resp.Ops, err = p.ns.EncodeOps(ops); err != nil {
+			api.WriteError(w, http.StatusInternalServerError, err)
+			return
+		}
+		resp.More = more
+	}
+	api.WriteJSON(w, resp)
+}
+
+func (p *Peer) handleSnapshot(w http.ResponseWriter, r *http.Request) {
+	b, err := p.ns.Snapshot()
+	if err != nil {
+		api.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(b)
+}
+
+// pullFrom fetches what this peer lacks from peer, in batches.
+func (p *Peer) pullFrom(ctx context.Context, peer string) error {
+	for range 1000 {
+		ctx, cancel := context.WithTimeout(ctx, nsTimeout)
+		body, _ := json.Marshal(syncRequest{VV: p.ns.VersionVector()})
+		resp, err := p.net.request(ctx, http.MethodPost, peer, "/v1/ns/sync", body)
+		if err != nil {
+			cancel()
+			return err
+		}
+		var sr syncResponse
+		err = json.NewDecoder(io.LimitReader(resp.Body, maxOpsBody)).Decode(&sr)
+		status := resp.StatusCode
+		drain(resp)
+		cancel()
+		if status != http.StatusOK {
+			return fmt.Errorf("sync with %s: %s", peer, http.StatusText(status))
+		}
+		if err != nil {
+			return fmt.Errorf("sync with %s: %w", peer, err)
+		}
+		if sr.Compacted {
+			return p.installSnapshotFrom(ctx, peer)
+		}
+		if len(sr.Ops) > 0 {
+			ops, err := p.ns.DecodeOps(sr.Ops)
+			if err != nil {
+				return fmt.Errorf("sync with %s: %w", peer, err)
+			}
+			n, err := p.ns.ApplyRemote(ops)
+			if err != nil {
+				return fmt.Errorf("sync with %s: %w", peer, err)
+			}
+			if n > 0 {
+				p.log.Debug("caught up", "from", peer, "ops", n)
+			}
+		}
+		p.ns.ObservePeer(peer, sr.VV, sr.Clock)
+		if !sr.More {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (p *Peer) installSnapshotFrom(ctx context.Context, peer string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	resp, err := p.net.request(ctx, http.MethodGet, peer, "/v1/ns/snapshot", nil)
+	if err != nil {
+		return err
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusOK {
+		return peerError(resp)
+	}
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, io.LimitReader(resp.Body, maxSnapshotBody)); err != nil {
+		return err
+	}
+	p.log.Info("installing namespace snapshot", "from", peer, "bytes", buf.Len())
+	return p.ns.InstallSnapshot(buf.Bytes())
+}
+
+// antiEntropy pulls from a random live peer every second, and from every
+// live peer when membership changes (a peer came back).
+func (p *Peer) antiEntropy() {
+	t := time.NewTicker(syncEvery)
+	defer t.Stop()
+	changes := p.node.Subscribe()
+	for {
+		all := false
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		case _, ok := <-changes:
+			if !ok {
+				return
+			}
+			all = true
+		}
+		var others []string
+		for _, m := range p.node.Live() {
+			if m.ID != p.id {
+				others = append(others, m.ID)
+			}
+		}
+		if len(others) == 0 {
+			continue
+		}
+		if !all {
+			others = []string{others[rand.IntN(len(others))]}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-p.stop; cancel() }()
+		for _, o := range others {
+			if err := p.pullFrom(ctx, o); err != nil && ctx.Err() == nil {
+				p.log.Debug("anti-entropy", "peer", o, "err", err)
+			}
+		}
+		cancel()
+	}
+}
