@@ -30,6 +30,7 @@ var (
 	_ fusefs.NodeSetattrer      = (*Dir)(nil)
 	_ fusefs.NodeForgetter      = (*Dir)(nil)
 	_ fusefs.NodeMknoder        = (*Dir)(nil)
+	_ fusefs.NodeFsyncer        = (*Dir)(nil)
 )
 
 func (d *Dir) id() namespace.NodeID { return namespace.NodeID(d.ino) }
@@ -180,6 +181,12 @@ func (d *Dir) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.
 	}
 	d.fs.fillAttr(in, &resp.Attr)
 	return nil
+}
+
+// Fsync of a directory makes the changes in it durable (and every other
+// namespace change of this peer made before it).
+func (d *Dir) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
+	return errno(d.fs.log, "fsync", d.fs.synced(uninterruptible(ctx)))
 }
 
 // Forget drops the node when the kernel no longer refers to it.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"syscall"
 
@@ -144,10 +143,37 @@ func (f *File) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 // Fsync stores the file's unsaved writes durably (bazil delivers fsync to
 // the node, not the handle).
 func (f *File) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
+	ctx = uninterruptible(ctx)
 	if of := f.fs.openFile(f.ino); of != nil {
-		return errno(f.fs.log, "fsync", of.commit(ctx))
+		if err := of.commit(ctx); err != nil {
+			return errno(f.fs.log, "fsync", err)
+		}
 	}
-	return nil
+	return errno(f.fs.log, "fsync", f.fs.synced(ctx))
+}
+
+// synced is durable for fsync(2): on stable storage of enough peers.
+func (fs *FS) synced(ctx context.Context) error {
+	if fs.cfg.Sync == nil {
+		return fs.durable(ctx)
+	}
+	return fs.cfg.Sync(ctx)
+}
+
+// uninterruptible detaches ctx from FUSE interrupts. The kernel interrupts
+// a request when its caller gets any signal (Go programs get SIGURG for
+// preemption all the time), but close(2) cannot be retried, so the calls
+// that store data finish or fail on their own deadline instead.
+func uninterruptible(ctx context.Context) context.Context {
+	return context.WithoutCancel(ctx)
+}
+
+// durable waits until the namespace changes made so far are replicated.
+func (fs *FS) durable(ctx context.Context) error {
+	if fs.cfg.Durable == nil {
+		return nil
+	}
+	return fs.cfg.Durable(ctx)
 }
 
 // Forget drops the node.
@@ -160,14 +186,14 @@ type openFile struct {
 
 	mu      sync.Mutex // guards the fields below
 	refs    int
-	staging *os.File // local copy being written; nil until needed
-	size    int64    // size of staging
-	dirty   bool     // staging differs from what the namespace holds
+	staging stage // local copy being written; nil until needed
+	size    int64 // size of staging
+	dirty   bool  // staging differs from what the namespace holds
 	base    namespace.Timestamp
 }
 
-// stage makes sure a staging file exists, filled with the current content
-// unless keep is 0 bytes (a truncate to zero needs nothing). Holds of.mu.
+// stage makes sure a staging copy exists, filled with the first keep bytes
+// of the current content (a truncate to zero needs nothing). Holds of.mu.
 func (of *openFile) stage(ctx context.Context, keep int64) error {
 	if of.staging != nil {
 		return nil
@@ -176,20 +202,36 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(of.fs.cfg.StagingDir, "stage-*")
-	if err != nil {
-		return fmt.Errorf("fs: staging file: %w", err)
-	}
-	os.Remove(tmp.Name()) // unnamed: nothing to clean up after a crash
 	n := min(in.Size, keep)
-	if n > 0 {
-		if err := of.fs.copyContent(ctx, in, tmp, n); err != nil {
-			tmp.Close()
+	var st stage = &memStage{}
+	if n > memStageMax {
+		if st, err = newFileStage(of.fs.cfg.StagingDir); err != nil {
 			return err
 		}
 	}
-	of.staging, of.size, of.base = tmp, n, in.Version
+	if n > 0 {
+		if err := of.fs.copyContent(ctx, in, st, n); err != nil {
+			st.Close()
+			return err
+		}
+	}
+	of.staging, of.size, of.base = st, n, in.Version
 	of.dirty = n != in.Size
+	return nil
+}
+
+// grow moves an in-memory staging copy to a file before it passes
+// memStageMax bytes. Holds of.mu.
+func (of *openFile) grow(end int64) error {
+	m, ok := of.staging.(*memStage)
+	if !ok || end <= memStageMax {
+		return nil
+	}
+	f, err := spill(of.fs.cfg.StagingDir, m, of.size)
+	if err != nil {
+		return err
+	}
+	of.staging = f
 	return nil
 }
 
@@ -223,6 +265,9 @@ func (of *openFile) truncate(ctx context.Context, size int64) error {
 	of.mu.Lock()
 	defer of.mu.Unlock()
 	if err := of.stage(ctx, size); err != nil {
+		return err
+	}
+	if err := of.grow(size); err != nil {
 		return err
 	}
 	if err := of.staging.Truncate(size); err != nil {
@@ -332,6 +377,9 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	if req.FileFlags&fuse.OpenAppend != 0 {
 		off = h.of.size
 	}
+	if err := h.of.grow(off + int64(len(req.Data))); err != nil {
+		return errno(h.file.fs.log, "write", err)
+	}
 	n, err := h.of.staging.WriteAt(req.Data, off)
 	if err != nil {
 		if errors.Is(err, syscall.ENOSPC) {
@@ -350,11 +398,16 @@ func (h *Handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	if !h.write {
 		return nil
 	}
-	return errno(h.file.fs.log, "flush", h.of.commit(ctx))
+	ctx = uninterruptible(ctx)
+	if err := h.of.commit(ctx); err != nil {
+		return errno(h.file.fs.log, "flush", err)
+	}
+	return errno(h.file.fs.log, "flush", h.file.fs.durable(ctx))
 }
 
 // Release ends the handle; the last one drops the staging copy.
 func (h *Handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
+	ctx = uninterruptible(ctx)
 	return errno(h.file.fs.log, "release", h.release(ctx))
 }
 

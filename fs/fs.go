@@ -50,11 +50,17 @@ type Capacity interface {
 
 // Config configures a mount.
 type Config struct {
-	Tree       Tree
-	Content    Content
-	Capacity   Capacity // optional
-	StagingDir string   // local directory for files being written
-	InlineMax  int64    // files up to this size live in the namespace; 0 means DefaultInlineMax
+	Tree     Tree
+	Content  Content
+	Capacity Capacity // optional
+	// Durable returns when every namespace change made so far is durable
+	// on enough peers; close and fsync call it. Optional.
+	Durable func(ctx context.Context) error
+	// Sync is Durable for fsync(2): the changes must also be on stable
+	// storage of those peers. Optional (Durable is used then).
+	Sync       func(ctx context.Context) error
+	StagingDir string // local directory for files being written
+	InlineMax  int64  // files up to this size live in the namespace; 0 means DefaultInlineMax
 	Logger     *slog.Logger
 	// AttrValid bounds how long the kernel trusts attributes and entries
 	// without asking (remote changes also invalidate at once); 0 means 1s.

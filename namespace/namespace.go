@@ -42,6 +42,15 @@ type Config struct {
 	// Retention is how long ops are kept after a checkpoint covers them
 	// (0 = DefaultRetention).
 	Retention time.Duration
+	// LazySync writes ops without an fsync each; they reach the disk
+	// within SyncEvery, or at once on Sync. For peers whose durability
+	// comes from replication to several machines (the peer calls Sync for
+	// fsync(2)). A killed process loses nothing (the kernel holds the
+	// writes); a power cut may lose up to SyncEvery of local changes.
+	LazySync bool
+	// SyncEvery bounds how long a lazily written op stays unsynced
+	// (0 = 100ms).
+	SyncEvery time.Duration
 
 	clockNow func() int64 // tests: replaces the physical clock
 }
@@ -121,6 +130,8 @@ type Namespace struct {
 	subsDone bool
 
 	shut atomic.Bool // set by Close, for methods that do not take wmu
+
+	syncStop, syncDone chan struct{} // the LazySync loop, if any
 }
 
 // Open opens (creating if needed) the namespace stored in cfg.Dir: it loads
@@ -139,7 +150,7 @@ func Open(cfg Config) (*Namespace, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	db, err := openStore(cfg.Dir, log, cfg.Seal, cfg.Open)
+	db, err := openStore(cfg.Dir, log, cfg.Seal, cfg.Open, cfg.LazySync)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +169,44 @@ func Open(cfg Config) (*Namespace, error) {
 		_ = db.close()
 		return nil, err
 	}
+	if cfg.LazySync {
+		every := cfg.SyncEvery
+		if every <= 0 {
+			every = 100 * time.Millisecond
+		}
+		ns.syncStop = make(chan struct{})
+		ns.syncDone = make(chan struct{})
+		go ns.syncLoop(every)
+	}
 	return ns, nil
+}
+
+// syncLoop flushes lazily written ops to disk periodically.
+func (ns *Namespace) syncLoop(every time.Duration) {
+	defer close(ns.syncDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ns.syncStop:
+			return
+		case <-t.C:
+			if err := ns.db.sync(); err != nil && !ns.shut.Load() {
+				ns.log.Warn("namespace: periodic sync", "err", err)
+			}
+		}
+	}
+}
+
+// Sync makes every op written so far durable on this peer's disk.
+func (ns *Namespace) Sync() error {
+	if ns.shut.Load() {
+		return ErrClosed
+	}
+	if err := ns.db.sync(); err != nil {
+		return fmt.Errorf("namespace: sync: %w", err)
+	}
+	return nil
 }
 
 // load reads the checkpoint and replays the log.
@@ -228,6 +276,10 @@ func (ns *Namespace) Close() error {
 	}
 	ns.closed = true
 	ns.shut.Store(true)
+	if ns.syncStop != nil {
+		close(ns.syncStop)
+		<-ns.syncDone
+	}
 	err := ns.checkpointLocked()
 	if cerr := ns.db.close(); err == nil && cerr != nil {
 		err = fmt.Errorf("namespace: close: %w", cerr)

@@ -55,10 +55,10 @@ type store struct {
 	open func([]byte) ([]byte, error)
 }
 
-func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, error)) (*store, error) {
+func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, error), lazy bool) (*store, error) {
 	opts := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{log}).
-		WithSyncWrites(true).
+		WithSyncWrites(!lazy).
 		WithNumVersionsToKeep(1).
 		WithCompression(options.None).
 		WithBlockCacheSize(0).
@@ -83,6 +83,9 @@ func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, er
 }
 
 func (s *store) close() error { return s.db.Close() }
+
+// sync flushes written ops to stable storage.
+func (s *store) sync() error { return s.db.Sync() }
 
 // putOps durably writes ops (synced before returning).
 func (s *store) putOps(ops []Op) error {

@@ -28,6 +28,7 @@ func (p *Peer) routes() http.Handler {
 	mux.HandleFunc("GET /v1/shards/{addr}", p.peerOnly(p.handleListShards))
 	mux.HandleFunc("POST /v1/ns/ops", p.peerOnly(p.handleOps))
 	mux.HandleFunc("POST /v1/ns/sync", p.peerOnly(p.handleSync))
+	mux.HandleFunc("POST /v1/ns/fsync", p.peerOnly(p.handleNSFsync))
 	mux.HandleFunc("GET /v1/ns/snapshot", p.peerOnly(p.handleSnapshot))
 	mux.HandleFunc("POST /v1/files", p.clientOnly(p.handlePutFile))
 	mux.HandleFunc("GET /v1/files/{addr}", p.clientOnly(p.handleGetFile))

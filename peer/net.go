@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/reefproject/reef/addr"
@@ -91,7 +92,11 @@ func (n *shardNet) request(ctx context.Context, method, peer, path string, body 
 	req.Header.Set(api.TokenHeader, n.p.cfg.Keys.PeerToken())
 	if body != nil {
 		req.ContentLength = int64(len(body))
-		req.Header.Set("Expect", "100-continue")
+		if strings.HasPrefix(path, "/v1/shard/") {
+			// A peer that holds the shard already answers before the
+			// body is sent: dedup costs no transfer.
+			req.Header.Set("Expect", "100-continue")
+		}
 	}
 	resp, err := n.client.Do(req)
 	if err != nil {

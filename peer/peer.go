@@ -67,6 +67,7 @@ type Peer struct {
 	store *store.Store
 	net   *shardNet
 	ns    *namespace.Namespace
+	repl  *replicator
 	mount *fs.Mount
 
 	stop      chan struct{}
@@ -104,12 +105,14 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		return nil, fmt.Errorf("peer: listen %s: %w", cfg.Listen, err)
 	}
 	p.net = newShardNet(p)
+	p.repl = newReplicator(p)
 	p.ns, err = namespace.Open(namespace.Config{
 		Dir:       filepath.Join(cfg.DataDir, "namespace"),
 		Peer:      id,
 		Seal:      func(b []byte) ([]byte, error) { return cfg.Keys.Seal(nil, b) },
 		Open:      cfg.Keys.Open,
-		Replicate: p.replicate,
+		Replicate: p.repl.enqueue,
+		LazySync:  true,
 		Logger:    p.log.With("component", "namespace"),
 	})
 	if err != nil {
@@ -165,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
-	p.wg.Add(3)
+	p.wg.Add(4)
 	go func() {
 		defer p.wg.Done()
 		if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -174,6 +177,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	}()
 	go func() { defer p.wg.Done(); p.metaLoop() }()
 	go func() { defer p.wg.Done(); p.antiEntropy() }()
+	go func() { defer p.wg.Done(); p.repl.run() }()
 	if cfg.Mount != "" {
 		if err := p.startMount(ctx); err != nil {
 			p.Shutdown(context.Background())
@@ -200,6 +204,8 @@ func (p *Peer) startMount(ctx context.Context) error {
 		Tree:       p.ns,
 		Content:    contentAdapter{p.store},
 		Capacity:   p,
+		Durable:    p.repl.Barrier,
+		Sync:       p.repl.SyncBarrier,
 		StagingDir: filepath.Join(p.cfg.DataDir, "staging"),
 		Logger:     p.log.With("component", "fuse"),
 	})
@@ -258,13 +264,20 @@ func (p *Peer) Store() *store.Store { return p.store }
 // Shutdown leaves the cluster cleanly and stops serving. It is idempotent.
 func (p *Peer) Shutdown(ctx context.Context) error {
 	p.closeOnce.Do(func() {
-		close(p.stop)
 		var errs []error
 		if p.mount != nil {
 			if err := p.mount.Close(); err != nil {
 				errs = append(errs, err)
 			}
 		}
+		// Give changes made just before the stop a moment to reach others.
+		bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if err := p.repl.Barrier(bctx); err != nil {
+			p.log.Warn("stopping with namespace changes not yet replicated (anti-entropy sends them after restart)", "err", err)
+		}
+		cancel()
+		close(p.stop)
+		p.repl.close()
 		if err := p.node.Leave(3 * time.Second); err != nil {
 			errs = append(errs, err)
 		}

@@ -31,8 +31,185 @@ const (
 	syncEvery       = time.Second
 )
 
-// replicate pushes ops to every live peer and waits for p.cfg.M acks.
-func (p *Peer) replicate(ctx context.Context, ops []namespace.Op) error {
+// replicator sends this peer's namespace ops to the others in the
+// background, batching whatever accumulated while the previous batch was in
+// flight. A write returns once its ops are durable locally; close and fsync
+// wait (Barrier) until everything this peer wrote before them is held by M
+// other peers. So a create, chmod or rename costs no network round trip of
+// its own, and close costs one.
+type replicator struct {
+	p *Peer
+
+	mu      sync.Mutex // guards the fields below
+	wake    *sync.Cond // signalled when queue grows or acked moves
+	queue   []namespace.Op
+	queued  uint64 // highest seq ever queued
+	acked   uint64 // every seq up to this one is held by M other peers
+	lastErr error  // why the last batch did not reach its quorum
+	closed  bool
+}
+
+func newReplicator(p *Peer) *replicator {
+	r := &replicator{p: p}
+	r.wake = sync.NewCond(&r.mu)
+	return r
+}
+
+// enqueue is namespace.Config.Replicate: it never blocks on the network.
+func (r *replicator) enqueue(ctx context.Context, ops []namespace.Op) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.queue = append(r.queue, ops...)
+	for _, op := range ops {
+		r.queued = max(r.queued, op.Seq)
+	}
+	r.wake.Broadcast()
+	return nil
+}
+
+// Barrier waits until every op queued before the call is held by M other
+// peers, or fails after nsTimeout (a peer cut off from the cluster gets an
+// error, not a hang).
+func (r *replicator) Barrier(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, nsTimeout)
+	defer cancel()
+	r.mu.Lock()
+	target := r.queued
+	r.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		r.mu.Lock()
+		r.wake.Broadcast()
+		r.mu.Unlock()
+	})
+	defer stop()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for r.acked < target && !r.closed {
+		if ctx.Err() != nil {
+			if r.lastErr != nil {
+				return fmt.Errorf("namespace change not replicated: %w", r.lastErr)
+			}
+			return fmt.Errorf("namespace change not replicated: %w", ctx.Err())
+		}
+		r.wake.Wait()
+	}
+	if r.acked < target {
+		return errors.New("namespace change not replicated: peer is shutting down")
+	}
+	return nil
+}
+
+// SyncBarrier is Barrier for fsync(2): it also asks the live peers to put
+// every op they hold on stable storage, and does so here, and returns when
+// M other peers have.
+func (r *replicator) SyncBarrier(ctx context.Context) error {
+	if err := r.Barrier(ctx); err != nil {
+		return err
+	}
+	if err := r.p.ns.Sync(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, nsTimeout)
+	defer cancel()
+	var others []string
+	for _, m := range r.p.node.Live() {
+		if m.ID != r.p.id {
+			others = append(others, m.ID)
+		}
+	}
+	need := min(r.p.cfg.M, len(others))
+	acks := make(chan error, len(others))
+	for _, o := range others {
+		go func() {
+			resp, err := r.p.net.request(ctx, http.MethodPost, o, "/v1/ns/fsync", nil)
+			if err == nil {
+				if resp.StatusCode != http.StatusOK {
+					err = peerError(resp)
+				}
+				drain(resp)
+			}
+			acks <- err
+		}()
+	}
+	got := 0
+	var errs []string
+	for range others {
+		if got >= need {
+			return nil
+		}
+		if err := <-acks; err != nil {
+			errs = append(errs, err.Error())
+		} else {
+			got++
+		}
+	}
+	if got >= need {
+		return nil
+	}
+	return fmt.Errorf("namespace changes synced on %d other peers, need %d: %s", got, need, strings.Join(errs, "; "))
+}
+
+func (p *Peer) handleNSFsync(w http.ResponseWriter, r *http.Request) {
+	if err := p.ns.Sync(); err != nil {
+		api.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (r *replicator) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.wake.Broadcast()
+	r.mu.Unlock()
+}
+
+// run sends batches until the peer stops.
+func (r *replicator) run() {
+	backoff := 100 * time.Millisecond
+	for {
+		r.mu.Lock()
+		for len(r.queue) == 0 && !r.closed {
+			r.wake.Wait()
+		}
+		if r.closed {
+			r.mu.Unlock()
+			return
+		}
+		batch := r.queue[:min(len(r.queue), syncBatch)]
+		r.mu.Unlock()
+
+		err := r.p.push(batch)
+
+		r.mu.Lock()
+		if err == nil {
+			top := uint64(0)
+			for _, op := range batch {
+				top = max(top, op.Seq)
+			}
+			r.queue = r.queue[len(batch):]
+			r.acked = max(r.acked, top)
+			r.lastErr = nil
+			backoff = 100 * time.Millisecond
+		} else {
+			r.lastErr = err
+		}
+		r.wake.Broadcast()
+		r.mu.Unlock()
+		if err != nil {
+			r.p.log.Warn("namespace replication", "err", err)
+			select {
+			case <-r.p.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}
+}
+
+// push sends ops to every live peer and returns when M of them hold them.
+func (p *Peer) push(ops []namespace.Op) error {
 	body, err := p.ns.EncodeOps(ops)
 	if err != nil {
 		return err
@@ -48,7 +225,7 @@ func (p *Peer) replicate(ctx context.Context, ops []namespace.Op) error {
 		return fmt.Errorf("no other live peer to hold the change (need %d)", p.cfg.M)
 	}
 	acks := make(chan error, len(others))
-	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), nsTimeout)
+	bg, cancel := context.WithTimeout(context.Background(), nsTimeout)
 	var wg sync.WaitGroup
 	for _, o := range others {
 		wg.Add(1)
@@ -64,15 +241,10 @@ func (p *Peer) replicate(ctx context.Context, ops []namespace.Op) error {
 		if got >= need {
 			return nil
 		}
-		select {
-		case err := <-acks:
-			if err != nil {
-				errs = append(errs, err.Error())
-			} else {
-				got++
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := <-acks; err != nil {
+			errs = append(errs, err.Error())
+		} else {
+			got++
 		}
 	}
 	if got >= need {
