@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"os"
 	"syscall"
 
@@ -37,7 +38,7 @@ func (d *Dir) id() namespace.NodeID { return namespace.NodeID(d.ino) }
 
 // Attr reports the directory's attributes.
 func (d *Dir) Attr(ctx context.Context, a *fuse.Attr) error {
-	in, err := d.fs.cfg.Tree.GetInode(d.ino)
+	in, err := d.fs.inode(d.ino)
 	if err != nil {
 		return errno(d.fs.log, "getattr", err)
 	}
@@ -54,12 +55,17 @@ func (d *Dir) Lookup(ctx context.Context, name string) (fusefs.Node, error) {
 		}
 		return nil, errno(d.fs.log, "lookup", err)
 	}
-	return d.fs.node(e.Node, e.Inode.Type, e.Inode.ID), nil
+	return d.fs.node(e.Node, e.Inode), nil
 }
 
 // ReadDirAll lists the directory.
 func (d *Dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	es, err := d.fs.cfg.Tree.ReadDir(d.id())
+	if errors.Is(err, namespace.ErrNotExist) {
+		if _, ierr := d.fs.inode(d.ino); ierr == nil {
+			return nil, nil // removed while open: empty, as on a local file system
+		}
+	}
 	if err != nil {
 		return nil, errno(d.fs.log, "readdir", err)
 	}
@@ -87,7 +93,7 @@ func (d *Dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 	if err != nil {
 		return nil, nil, errno(d.fs.log, "create", err)
 	}
-	n := d.fs.node(e.Node, namespace.File, e.Inode.ID).(*File)
+	n := d.fs.node(e.Node, e.Inode).(*File)
 	d.fs.fillAttr(e.Inode, &resp.Attr)
 	resp.EntryValid = d.fs.cfg.AttrValid
 	h := n.openHandle(e.Inode, true)
@@ -96,7 +102,7 @@ func (d *Dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 
 // gidFor applies the setgid-directory rule: new entries inherit the group.
 func (d *Dir) gidFor(gid uint32) uint32 {
-	if in, err := d.fs.cfg.Tree.GetInode(d.ino); err == nil && in.Mode&syscall.S_ISGID != 0 {
+	if in, err := d.fs.inode(d.ino); err == nil && in.Mode&syscall.S_ISGID != 0 {
 		return in.Gid
 	}
 	return gid
@@ -105,14 +111,14 @@ func (d *Dir) gidFor(gid uint32) uint32 {
 // Mkdir makes a directory.
 func (d *Dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, error) {
 	mode := req.Mode
-	if in, err := d.fs.cfg.Tree.GetInode(d.ino); err == nil && in.Mode&syscall.S_ISGID != 0 {
+	if in, err := d.fs.inode(d.ino); err == nil && in.Mode&syscall.S_ISGID != 0 {
 		mode |= os.ModeSetgid
 	}
 	e, err := d.fs.cfg.Tree.Create(ctx, d.id(), req.Name, namespace.Dir, d.attrFor(mode, req.Uid, d.gidFor(req.Gid)), "")
 	if err != nil {
 		return nil, errno(d.fs.log, "mkdir", err)
 	}
-	return d.fs.node(e.Node, namespace.Dir, e.Inode.ID), nil
+	return d.fs.node(e.Node, e.Inode), nil
 }
 
 // Mknod makes regular files only (mkfifo and devices are not supported).
@@ -124,7 +130,7 @@ func (d *Dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, e
 	if err != nil {
 		return nil, errno(d.fs.log, "mknod", err)
 	}
-	return d.fs.node(e.Node, namespace.File, e.Inode.ID), nil
+	return d.fs.node(e.Node, e.Inode), nil
 }
 
 // Symlink makes a symbolic link.
@@ -137,7 +143,7 @@ func (d *Dir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Nod
 	if err != nil {
 		return nil, errno(d.fs.log, "symlink", err)
 	}
-	return d.fs.node(e.Node, namespace.Symlink, e.Inode.ID), nil
+	return d.fs.node(e.Node, e.Inode), nil
 }
 
 // Link makes a hard link to old.
@@ -153,7 +159,7 @@ func (d *Dir) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) 
 	if err != nil {
 		return nil, errno(d.fs.log, "link", err)
 	}
-	return d.fs.node(e.Node, namespace.File, e.Inode.ID), nil
+	return d.fs.node(e.Node, e.Inode), nil
 }
 
 // Remove unlinks a file or removes an empty directory.
@@ -205,12 +211,13 @@ type Symlink struct {
 var (
 	_ fusefs.Node           = (*Symlink)(nil)
 	_ fusefs.NodeReadlinker = (*Symlink)(nil)
+	_ fusefs.NodeSetattrer  = (*Symlink)(nil)
 	_ fusefs.NodeForgetter  = (*Symlink)(nil)
 )
 
 // Attr reports the link's attributes.
 func (s *Symlink) Attr(ctx context.Context, a *fuse.Attr) error {
-	in, err := s.fs.cfg.Tree.GetInode(s.ino)
+	in, err := s.fs.inode(s.ino)
 	if err != nil {
 		return errno(s.fs.log, "getattr", err)
 	}
@@ -221,11 +228,27 @@ func (s *Symlink) Attr(ctx context.Context, a *fuse.Attr) error {
 
 // Readlink returns the target.
 func (s *Symlink) Readlink(ctx context.Context, req *fuse.ReadlinkRequest) (string, error) {
-	in, err := s.fs.cfg.Tree.GetInode(s.ino)
+	in, err := s.fs.inode(s.ino)
 	if err != nil {
 		return "", errno(s.fs.log, "readlink", err)
 	}
 	return in.Target, nil
+}
+
+// Setattr changes a link's owner or times (lchown, lutimes); its mode is
+// always 0777.
+func (s *Symlink) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	if req.Valid.Size() {
+		return fuse.Errno(syscall.EINVAL)
+	}
+	req.Valid &^= fuse.SetattrMode
+	in, err := s.fs.setattr(ctx, s.ino, req)
+	if err != nil {
+		return errno(s.fs.log, "setattr", err)
+	}
+	s.fs.fillAttr(in, &resp.Attr)
+	resp.Attr.Size = uint64(len(in.Target))
+	return nil
 }
 
 // Forget drops the node.

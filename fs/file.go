@@ -50,7 +50,7 @@ func (f *File) getDentry() namespace.NodeID {
 // Attr reports the file's attributes; while this mount has unsaved writes,
 // the size is theirs.
 func (f *File) Attr(ctx context.Context, a *fuse.Attr) error {
-	in, err := f.fs.cfg.Tree.GetInode(f.ino)
+	in, err := f.fs.inode(f.ino)
 	if err != nil {
 		return errno(f.fs.log, "getattr", err)
 	}
@@ -68,7 +68,7 @@ func (f *File) Attr(ctx context.Context, a *fuse.Attr) error {
 
 // Open opens the file. Handles of one inode share its staging state.
 func (f *File) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
-	in, err := f.fs.cfg.Tree.GetInode(f.ino)
+	in, err := f.fs.inode(f.ino)
 	if err != nil {
 		return nil, errno(f.fs.log, "open", err)
 	}
@@ -109,7 +109,7 @@ func (fs *FS) hasDirtyOpen(ino namespace.InodeID) bool {
 // the shared staging file so the handle sees it.
 func (f *File) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
 	if req.Valid.Size() {
-		in, err := f.fs.cfg.Tree.GetInode(f.ino)
+		in, err := f.fs.inode(f.ino)
 		if err != nil {
 			return errno(f.fs.log, "truncate", err)
 		}
@@ -198,7 +198,7 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 	if of.staging != nil {
 		return nil
 	}
-	in, err := of.fs.cfg.Tree.GetInode(of.ino)
+	in, err := of.fs.inode(of.ino)
 	if err != nil {
 		return err
 	}
@@ -323,11 +323,54 @@ type Handle struct {
 }
 
 var (
-	_ fusefs.HandleReader   = (*Handle)(nil)
-	_ fusefs.HandleWriter   = (*Handle)(nil)
-	_ fusefs.HandleFlusher  = (*Handle)(nil)
-	_ fusefs.HandleReleaser = (*Handle)(nil)
+	_ fusefs.HandleReader     = (*Handle)(nil)
+	_ fusefs.HandleWriter     = (*Handle)(nil)
+	_ fusefs.HandleFlusher    = (*Handle)(nil)
+	_ fusefs.HandleReleaser   = (*Handle)(nil)
+	_ fusefs.HandleFAllocater = (*Handle)(nil)
 )
+
+// FAllocate reserves space (mode 0 extends the file), keeps the size
+// (KEEP_SIZE: nothing to reserve in a replicated store) or punches a hole.
+// Other modes are not supported; never ENOSYS, which would turn fallocate
+// off for the whole mount.
+func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) error {
+	h.of.mu.Lock()
+	defer h.of.mu.Unlock()
+	end := int64(req.Offset + req.Length)
+	switch req.Mode {
+	case 0:
+		if err := h.of.stage(ctx, 1<<62); err != nil {
+			return errno(h.file.fs.log, "fallocate", err)
+		}
+		if end > h.of.size {
+			if err := h.of.grow(end); err != nil {
+				return errno(h.file.fs.log, "fallocate", err)
+			}
+			if err := h.of.staging.Truncate(end); err != nil {
+				return errno(h.file.fs.log, "fallocate", err)
+			}
+			h.of.size, h.of.dirty = end, true
+		}
+		return nil
+	case fuse.FAllocateKeepSize:
+		return nil
+	case fuse.FAllocatePunchHole | fuse.FAllocateKeepSize:
+		if err := h.of.stage(ctx, 1<<62); err != nil {
+			return errno(h.file.fs.log, "fallocate", err)
+		}
+		if start := int64(req.Offset); start < h.of.size {
+			zero := make([]byte, min(end, h.of.size)-start)
+			if _, err := h.of.staging.WriteAt(zero, start); err != nil {
+				return errno(h.file.fs.log, "fallocate", err)
+			}
+			h.of.dirty = true
+		}
+		return nil
+	default:
+		return fuse.Errno(syscall.EOPNOTSUPP)
+	}
+}
 
 // Read reads from this mount's unsaved copy if there is one, else from the
 // stored content.
@@ -344,7 +387,7 @@ func (h *Handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.Rea
 		return nil
 	}
 	h.of.mu.Unlock()
-	in, err := h.file.fs.cfg.Tree.GetInode(h.file.ino)
+	in, err := h.file.fs.inode(h.file.ino)
 	if err != nil {
 		return errno(h.file.fs.log, "read", err)
 	}

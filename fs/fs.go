@@ -77,9 +77,10 @@ type FS struct {
 	cfg Config
 	log *slog.Logger
 
-	mu    sync.Mutex // guards nodes and open
+	mu    sync.Mutex // guards nodes, open and last
 	nodes map[namespace.InodeID]fusefs.Node
 	open  map[namespace.InodeID]*openFile
+	last  map[namespace.InodeID]namespace.Inode // last state seen of each kernel node
 
 	server *fusefs.Server
 }
@@ -107,19 +108,26 @@ func New(cfg Config) (*FS, error) {
 	if err := os.MkdirAll(cfg.StagingDir, 0o700); err != nil {
 		return nil, fmt.Errorf("fs: staging dir: %w", err)
 	}
-	return &FS{cfg: cfg, log: cfg.Logger, nodes: map[namespace.InodeID]fusefs.Node{}, open: map[namespace.InodeID]*openFile{}}, nil
+	return &FS{cfg: cfg, log: cfg.Logger, nodes: map[namespace.InodeID]fusefs.Node{}, open: map[namespace.InodeID]*openFile{},
+		last: map[namespace.InodeID]namespace.Inode{}}, nil
 }
 
 // Root returns the root directory.
 func (f *FS) Root() (fusefs.Node, error) {
-	return f.node(namespace.RootID, namespace.Dir, namespace.InodeID(namespace.RootID)), nil
+	in, err := f.cfg.Tree.GetInode(namespace.InodeID(namespace.RootID))
+	if err != nil {
+		return nil, err
+	}
+	return f.node(namespace.RootID, in), nil
 }
 
 // node returns the one kernel node of an inode, creating it if needed.
 // dentry is a dentry that names it (files need one to make hard links).
-func (f *FS) node(dentry namespace.NodeID, typ namespace.Type, ino namespace.InodeID) fusefs.Node {
+func (f *FS) node(dentry namespace.NodeID, in namespace.Inode) fusefs.Node {
+	typ, ino := in.Type, in.ID
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.last[ino] = in
 	if n, ok := f.nodes[ino]; ok {
 		if fl, ok := n.(*File); ok {
 			fl.setDentry(dentry)
@@ -143,6 +151,30 @@ func (f *FS) forget(ino namespace.InodeID) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.nodes, ino)
+	delete(f.last, ino)
+}
+
+// inode returns the current state of ino. An inode whose last name went
+// away while the kernel still holds it (open, or the cwd of someone) keeps
+// its last state with Nlink 0, as on a local file system: fstat, read and
+// fchmod of an unlinked open file work until the last close.
+func (f *FS) inode(ino namespace.InodeID) (namespace.Inode, error) {
+	in, err := f.cfg.Tree.GetInode(ino)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		if _, known := f.nodes[ino]; known {
+			f.last[ino] = in
+		}
+		return in, nil
+	}
+	if errors.Is(err, namespace.ErrNotExist) {
+		if last, ok := f.last[ino]; ok {
+			last.Nlink = 0
+			return last, nil
+		}
+	}
+	return in, err
 }
 
 func (f *FS) cached(ino namespace.InodeID) fusefs.Node {

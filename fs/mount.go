@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"bazil.org/fuse"
@@ -21,6 +23,9 @@ type Mount struct {
 
 // Mount mounts f at dir and serves it in the background until Close.
 func (f *FS) Mount(dir string) (*Mount, error) {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
 	fi, err := os.Stat(dir)
 	if err != nil {
 		// A stale mount of a dead process answers ENOTCONN: clear it once.
@@ -61,6 +66,20 @@ func isNotConnected(err error) bool {
 	return errors.As(err, &pe) && pe.Err.Error() == errNotConnected.Error()
 }
 
+// isMountedAt reports whether a file system is mounted at dir.
+func isMountedAt(dir string) bool {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[1] == dir {
+			return true
+		}
+	}
+	return false
+}
+
 func lazyUnmount(dir string) {
 	for _, bin := range []string{"fusermount3", "fusermount"} {
 		if exec.Command(bin, "-uz", dir).Run() == nil {
@@ -75,7 +94,8 @@ func (m *Mount) Close() error {
 	var err error
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if err = fuse.Unmount(m.Dir); err == nil {
+		if err = fuse.Unmount(m.Dir); err == nil || !isMountedAt(m.Dir) {
+			err = nil // unmounted, or detached by someone else
 			break
 		}
 		if time.Now().After(deadline) {

@@ -18,7 +18,7 @@ const (
 
 // Getxattr reads an extended attribute.
 func (f *FS) getxattr(ctx context.Context, ino namespace.InodeID, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
-	in, err := f.cfg.Tree.GetInode(ino)
+	in, err := f.inode(ino)
 	if err != nil {
 		return errno(f.log, "getxattr", err)
 	}
@@ -32,7 +32,7 @@ func (f *FS) getxattr(ctx context.Context, ino namespace.InodeID, req *fuse.Getx
 
 // Listxattr lists extended attribute names.
 func (f *FS) listxattr(ctx context.Context, ino namespace.InodeID, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
-	in, err := f.cfg.Tree.GetInode(ino)
+	in, err := f.inode(ino)
 	if err != nil {
 		return errno(f.log, "listxattr", err)
 	}
@@ -44,7 +44,7 @@ func (f *FS) listxattr(ctx context.Context, ino namespace.InodeID, req *fuse.Lis
 
 // Setxattr sets an extended attribute.
 func (f *FS) setxattr(ctx context.Context, ino namespace.InodeID, req *fuse.SetxattrRequest) error {
-	in, err := f.cfg.Tree.GetInode(ino)
+	in, err := f.inode(ino)
 	if err != nil {
 		return errno(f.log, "setxattr", err)
 	}

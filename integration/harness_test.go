@@ -235,6 +235,15 @@ func (c *cluster) stopAll() {
 		go func() { defer wg.Done(); c.stop(p) }()
 	}
 	wg.Wait()
+	// Never leave a mount behind, whatever happened (a peer killed with
+	// -9 leaves its mount dead).
+	for _, p := range peers {
+		for i, a := range p.args {
+			if a == "--mount" && i+1 < len(p.args) {
+				exec.Command("fusermount3", "-uz", p.args[i+1]).Run()
+			}
+		}
+	}
 	if c.t.Failed() {
 		for _, p := range peers {
 			c.t.Logf("--- log of %s (last lines) ---\n%s", p.name, c.tail(p))

@@ -28,7 +28,10 @@ func TestStorageFoundation(t *testing.T) {
 	for _, p := range peers {
 		want[p.name] = "alive"
 	}
-	c.waitStates(peers[0], want, 30*time.Second)
+	// Every writer must see every member, or its placement doubles up.
+	for _, p := range peers {
+		c.waitStates(p, want, 30*time.Second)
+	}
 
 	src := t.TempDir()
 	files := []struct {

@@ -16,9 +16,15 @@ start)
 		pidf="$dir/peer$i.pid"
 		if running "$pidf"; then continue; fi
 		join=(); [ "$i" -gt 1 ] && join=(--join 127.0.0.1:7401)
+		mnt=()
+		if [ "$i" -le 2 ]; then
+			m="$dir/mnt$i"; [ "$i" = 1 ] && m="$dir/mnt"
+			fusermount3 -uz "$m" 2>/dev/null || true
+			mkdir -p "$m"; mnt=(--mount "$m")
+		fi
 		: > "$dir/logs/peer$i.out"
 		nohup "$bin" serve --data "$dir/peer$i" --key "$dir/volume.key" --name "peer$i" \
-			--listen "127.0.0.$i:7400" --gossip "127.0.0.$i:7401" "${join[@]}" \
+			--listen "127.0.0.$i:7400" --gossip "127.0.0.$i:7401" "${join[@]}" "${mnt[@]}" \
 			>"$dir/logs/peer$i.out" 2>"$dir/logs/peer$i.log" </dev/null &
 		echo $! > "$pidf"
 	done
@@ -34,13 +40,15 @@ start)
 	cat <<TXT
 
 A local reef cluster of $n peers is running (data, key and logs in $dir).
+  mounted at: $dir/mnt          (peer1; the same drive is also mounted at $dir/mnt2 by peer2)
   key:        $dir/volume.key
   peers:      127.0.0.1:7400 ... 127.0.0.$n:7400 (commands use 127.0.0.1:7400 by default)
 Try:
+  cp -a ~/some/dir $dir/mnt/ && ls -l $dir/mnt2/   # the same tree through the other mount
   bin/reef put FILE                  # prints the file's address
   bin/reef get ADDRESS -o COPY       # reads it back
   bin/reef status                    # members, usage
-  kill -9 \$(cat $dir/peer2.pid)      # any 2 of the 6 peers can be lost
+  kill -9 \$(cat $dir/peer3.pid)      # any 2 of the 6 peers can be lost
   make stop                          # stops the cluster (data stays in $dir)
 TXT
 	;;

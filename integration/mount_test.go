@@ -1,0 +1,411 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// requireFUSE skips (or, in CI, fails) when FUSE cannot be used here.
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		skipOrFail(t, "no /dev/fuse: %v", err)
+	}
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		if _, err := exec.LookPath("fusermount"); err != nil {
+			skipOrFail(t, "no fusermount (install fuse3; `make test` does)")
+		}
+	}
+}
+
+// mountCluster starts six peers; the first two mount the volume.
+func mountCluster(t *testing.T) (*cluster, []*peerProc, string, string) {
+	t.Helper()
+	requireFUSE(t)
+	c := newCluster(t)
+	a := filepath.Join(c.dir, "mountA")
+	b := filepath.Join(c.dir, "mountB")
+	os.Mkdir(a, 0o755)
+	os.Mkdir(b, 0o755)
+	var peers []*peerProc
+	for i := range 6 {
+		var extra []string
+		switch i {
+		case 0:
+			extra = []string{"--mount", a}
+		case 1:
+			extra = []string{"--mount", b}
+		}
+		peers = append(peers, c.addPeer(extra...))
+	}
+	want := map[string]string{}
+	for _, p := range peers {
+		want[p.name] = "alive"
+	}
+	for _, p := range peers {
+		c.waitStates(p, want, 30*time.Second)
+	}
+	return c, peers, a, b
+}
+
+// makeTree writes a tree of nfiles small files in nested directories, some
+// medium files past the inline threshold, one large file, symlinks and a
+// hard link, with varied modes.
+func makeTree(t *testing.T, dir string, nfiles int, large int64) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(42, 42))
+	for i := range nfiles {
+		d := filepath.Join(dir, fmt.Sprintf("d%02d", i%37), fmt.Sprintf("s%d", i%5))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, rng.IntN(6000))
+		for j := range b {
+			b[j] = byte('a' + rng.IntN(26))
+		}
+		mode := os.FileMode(0o644)
+		if i%9 == 0 {
+			mode = 0o755
+		}
+		if i%13 == 0 {
+			mode = 0o600
+		}
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%05d.txt", i)), b, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 12 {
+		writeRandom(t, filepath.Join(dir, fmt.Sprintf("medium%d.bin", i)), int64(60<<10+i*40<<10), uint64(i+100))
+	}
+	writeRandom(t, filepath.Join(dir, "large.bin"), large, 7)
+	os.MkdirAll(filepath.Join(dir, "empty", "deeper"), 0o700)
+	for _, l := range [][2]string{
+		{"d00/s0/f00000.txt", "rel-link"},
+		{"/etc/hostname", "abs-link"},
+		{"does-not-exist", "dangling-link"},
+		{"d01", "dir-link"},
+	} {
+		if err := os.Symlink(l[0], filepath.Join(dir, l[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(dir, "medium0.bin"), filepath.Join(dir, "hardlink.bin")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// diffTrees runs diff -r (no dereferencing of symlinks to directories
+// outside: diff compares link targets with --no-dereference).
+func diffTrees(a, b string) (bool, string) {
+	out, err := exec.Command("diff", "-r", "--no-dereference", a, b).CombinedOutput()
+	if err != nil {
+		s := string(out)
+		if len(s) > 2000 {
+			s = s[:2000] + "..."
+		}
+		return false, fmt.Sprintf("%v: %s", err, s)
+	}
+	return true, ""
+}
+
+func waitSame(t *testing.T, what, a, b string) {
+	t.Helper()
+	waitFor(t, what, 30*time.Second, func() (bool, string) { return diffTrees(a, b) })
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// TestSharedDrive is the acceptance test of the mount: real trees copied
+// with cp -a and rsync -a into one mount read back identical through the
+// other, through peer loss, remounts and restarts.
+func TestSharedDrive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process FUSE test; run without -short")
+	}
+	c, peers, A, B := mountCluster(t)
+	src := filepath.Join(t.TempDir(), "src")
+	makeTree(t, src, 3000, 24<<20)
+
+	t.Run("cp -a into A, diff through B", func(t *testing.T) {
+		run(t, "cp", "-a", src, filepath.Join(A, "cp"))
+		waitSame(t, "cp tree on B", src, filepath.Join(B, "cp"))
+	})
+	t.Run("rsync -a into A, diff through B", func(t *testing.T) {
+		if _, err := exec.LookPath("rsync"); err != nil {
+			skipOrFail(t, "rsync not installed")
+		}
+		run(t, "rsync", "-a", src+"/", filepath.Join(A, "rs")+"/")
+		waitSame(t, "rsync tree on B", src, filepath.Join(B, "rs"))
+		// A second rsync finds nothing to do: metadata came through.
+		out, err := exec.Command("rsync", "-a", "-i", "--dry-run", src+"/", filepath.Join(B, "rs")+"/").CombinedOutput()
+		if err != nil || len(bytes.TrimSpace(out)) != 0 {
+			t.Errorf("rsync -i against B wants to change: %v\n%.2000s", err, out)
+		}
+	})
+
+	c.kill9(peers[2])
+	c.kill9(peers[3])
+	t.Run("two non-mounting peers killed", func(t *testing.T) {
+		waitSame(t, "tree on B after kills", src, filepath.Join(B, "cp"))
+		waitSame(t, "tree on A after kills", src, filepath.Join(A, "rs"))
+	})
+	c.restart(peers[2])
+	c.restart(peers[3])
+
+	t.Run("unmount and mount again", func(t *testing.T) {
+		c.stop(peers[1])
+		if isMounted(B) {
+			t.Fatalf("%s still mounted after SIGTERM", B)
+		}
+		c.restart(peers[1])
+		waitSame(t, "tree on B after remount", src, filepath.Join(B, "cp"))
+	})
+
+	t.Run("a stopped peer catches up", func(t *testing.T) {
+		p := peers[4]
+		c.stop(p)
+		os.MkdirAll(filepath.Join(A, "later", "sub"), 0o755)
+		for i := range 50 {
+			os.WriteFile(filepath.Join(A, "later", "sub", fmt.Sprintf("n%d", i)), []byte(strings.Repeat("x", i)), 0o644)
+		}
+		os.Rename(filepath.Join(A, "cp", "d01"), filepath.Join(A, "later", "moved-d01"))
+		C := filepath.Join(c.dir, "mountC")
+		os.Mkdir(C, 0o755)
+		p.args = append(p.args, "--mount", C)
+		c.restart(p)
+		waitSame(t, "caught-up tree on C", A, C)
+	})
+}
+
+func isMounted(dir string) bool {
+	b, _ := os.ReadFile("/proc/self/mounts")
+	return strings.Contains(string(b), " "+dir+" ")
+}
+
+// listing returns every path under dir with its content hash, sorted.
+func listing(dir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.Type().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out = append(out, rel+"="+string(b))
+		} else {
+			out = append(out, rel)
+		}
+		return nil
+	})
+	sort.Strings(out)
+	return out, err
+}
+
+// TestConcurrentMounts: concurrent creates and renames of the same names on
+// two mounts converge to one tree on both, with conflicts visible and
+// nothing created lost.
+func TestConcurrentMounts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process FUSE test; run without -short")
+	}
+	_, _, A, B := mountCluster(t)
+	os.Mkdir(filepath.Join(A, "race"), 0o755)
+	waitFor(t, "race dir on B", 10*time.Second, func() (bool, string) {
+		_, err := os.Stat(filepath.Join(B, "race"))
+		return err == nil, fmt.Sprint(err)
+	})
+	var mu sync.Mutex
+	var created []string // contents of files whose exclusive create succeeded
+	var wg sync.WaitGroup
+	for _, m := range []struct{ dir, tag string }{{A, "A"}, {B, "B"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				content := fmt.Sprintf("%s-%d", m.tag, i)
+				f, err := os.OpenFile(filepath.Join(m.dir, "race", fmt.Sprintf("same-%d.txt", i)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+				if err != nil {
+					continue // the other mount's file was already visible: fine
+				}
+				f.WriteString(content)
+				if err := f.Close(); err == nil {
+					mu.Lock()
+					created = append(created, content)
+					mu.Unlock()
+				}
+			}
+			for i := range 10 {
+				src := filepath.Join(m.dir, "race", fmt.Sprintf("ren-%s-%d", m.tag, i))
+				os.WriteFile(src, []byte(m.tag), 0o644)
+				os.Rename(src, filepath.Join(m.dir, "race", fmt.Sprintf("renamed-%d", i)))
+			}
+		}()
+	}
+	wg.Wait()
+	var la, lb []string
+	waitFor(t, "both mounts to converge", 30*time.Second, func() (bool, string) {
+		var err error
+		if la, err = listing(filepath.Join(A, "race")); err != nil {
+			return false, err.Error()
+		}
+		if lb, err = listing(filepath.Join(B, "race")); err != nil {
+			return false, err.Error()
+		}
+		if strings.Join(la, "\n") != strings.Join(lb, "\n") {
+			return false, fmt.Sprintf("A has %d entries, B has %d", len(la), len(lb))
+		}
+		return true, ""
+	})
+	all := strings.Join(la, "\n")
+	for _, content := range created {
+		if !strings.Contains(all, "="+content+"\n") && !strings.HasSuffix(all, "="+content) {
+			t.Errorf("content %q of an acknowledged create is gone", content)
+		}
+	}
+	if len(created) > 40 && !strings.Contains(all, "conflict from") {
+		t.Errorf("%d creates of 40 names succeeded but no conflict name is visible:\n%s", len(created), all)
+	}
+	t.Logf("%d of 80 exclusive creates succeeded; %d entries; conflicts visible: %v", len(created), len(la), strings.Count(all, "conflict from"))
+}
+
+// TestFileSemantics covers fsync, ftruncate on an open file, rename over an
+// existing file, the editor save pattern, append, sparse files and a write
+// in the middle of a large file, each checked through the other mount.
+func TestFileSemantics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process FUSE test; run without -short")
+	}
+	c, peers, A, B := mountCluster(t)
+	seeOnB := func(t *testing.T, name string, want []byte) {
+		t.Helper()
+		waitFor(t, name+" on B", 10*time.Second, func() (bool, string) {
+			got, err := os.ReadFile(filepath.Join(B, name))
+			if err != nil {
+				return false, err.Error()
+			}
+			if !bytes.Equal(got, want) {
+				return false, fmt.Sprintf("%d bytes, want %d", len(got), len(want))
+			}
+			return true, ""
+		})
+	}
+	t.Run("ftruncate on an open file", func(t *testing.T) {
+		f, err := os.Create(filepath.Join(A, "trunc"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(bytes.Repeat([]byte("z"), 100000))
+		if err := f.Truncate(10); err != nil {
+			t.Fatal(err)
+		}
+		if fi, _ := f.Stat(); fi.Size() != 10 {
+			t.Errorf("size after ftruncate = %d, want 10", fi.Size())
+		}
+		f.WriteAt([]byte("x"), 20)
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want := append(bytes.Repeat([]byte("z"), 10), make([]byte, 10)...)
+		seeOnB(t, "trunc", append(want, 'x'))
+	})
+	t.Run("rename over an existing file", func(t *testing.T) {
+		os.WriteFile(filepath.Join(A, "old"), []byte("old"), 0o644)
+		os.WriteFile(filepath.Join(A, "new"), []byte("new"), 0o644)
+		if err := os.Rename(filepath.Join(A, "new"), filepath.Join(A, "old")); err != nil {
+			t.Fatal(err)
+		}
+		seeOnB(t, "old", []byte("new"))
+		if _, err := os.Stat(filepath.Join(B, "new")); !os.IsNotExist(err) {
+			waitFor(t, "new gone on B", 5*time.Second, func() (bool, string) {
+				_, err := os.Stat(filepath.Join(B, "new"))
+				return os.IsNotExist(err), fmt.Sprint(err)
+			})
+		}
+	})
+	t.Run("editor save pattern", func(t *testing.T) {
+		target := filepath.Join(A, "doc.txt")
+		os.WriteFile(target, []byte("version 1\n"), 0o640)
+		tmp := filepath.Join(A, ".doc.txt.swp")
+		f, _ := os.Create(tmp)
+		f.WriteString("version 2\n")
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if err := os.Rename(tmp, target); err != nil {
+			t.Fatal(err)
+		}
+		seeOnB(t, "doc.txt", []byte("version 2\n"))
+	})
+	t.Run("append", func(t *testing.T) {
+		p := filepath.Join(A, "log")
+		for i := range 3 {
+			f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(f, "line %d\n", i)
+			f.Close()
+		}
+		seeOnB(t, "log", []byte("line 0\nline 1\nline 2\n"))
+	})
+	t.Run("sparse file", func(t *testing.T) {
+		f, _ := os.Create(filepath.Join(A, "sparse"))
+		f.WriteAt([]byte("end"), 3<<20)
+		f.Close()
+		seeOnB(t, "sparse", append(make([]byte, 3<<20), "end"...))
+	})
+	t.Run("overwrite in the middle of a large file", func(t *testing.T) {
+		p := filepath.Join(A, "large")
+		writeRandom(t, p, 20<<20, 9)
+		want, _ := os.ReadFile(p)
+		f, _ := os.OpenFile(p, os.O_WRONLY, 0)
+		f.WriteAt([]byte("MIDDLE"), 10<<20)
+		f.Close()
+		copy(want[10<<20:], "MIDDLE")
+		seeOnB(t, "large", want)
+	})
+	t.Run("mkdir rmdir ENOTEMPTY", func(t *testing.T) {
+		os.MkdirAll(filepath.Join(A, "dd", "x"), 0o755)
+		err := syscall.Rmdir(filepath.Join(A, "dd"))
+		if err != syscall.ENOTEMPTY {
+			t.Errorf("rmdir of a non-empty dir = %v, want ENOTEMPTY", err)
+		}
+	})
+	t.Run("fsync then kill -9 of the writing peer", func(t *testing.T) {
+		data := bytes.Repeat([]byte("durable!"), 200000) // 1.6 MB: chunks, not inline
+		f, err := os.Create(filepath.Join(A, "fsynced"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(data)
+		if err := f.Sync(); err != nil {
+			t.Fatalf("fsync: %v", err)
+		}
+		c.kill9(peers[0]) // the file is still open: only fsync vouches for it
+		f.Close()
+		exec.Command("fusermount3", "-uz", A).Run()
+		seeOnB(t, "fsynced", data)
+	})
+}
