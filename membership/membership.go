@@ -80,7 +80,12 @@ type Meta struct {
 	Used     int64  // bytes stored (shards)
 	Shards   int64  // shards stored
 	Version  string // software version
+	Flags    uint64 // FlagDraining, ...
 }
+
+// FlagDraining in Meta.Flags says the peer is moving its shards away and
+// takes no new ones.
+const FlagDraining uint64 = 1
 
 // Member is one peer as seen by the local node.
 type Member struct {

@@ -15,7 +15,7 @@ const MaxMetaSize = 512
 // understands every format up to and including its own; bytes after the
 // fields it knows are ignored only when the format is newer than its own,
 // so that newer peers can append fields without breaking older ones.
-const metaFormat = 1
+const metaFormat = 2
 
 // ErrMetaTooLarge is returned (wrapped) by Meta.Encode and DecodeMeta when
 // the encoded form would exceed MaxMetaSize.
@@ -48,6 +48,7 @@ func (m Meta) Encode() ([]byte, error) {
 	for _, v := range [...]int64{m.Capacity, m.Free, m.Used, m.Shards} {
 		b = binary.AppendVarint(b, v)
 	}
+	b = binary.AppendUvarint(b, m.Flags) // format 2
 	if len(b) > MaxMetaSize {
 		return nil, fmt.Errorf("membership: encode meta: %w (%d bytes, limit %d)", ErrMetaTooLarge, len(b), MaxMetaSize)
 	}
@@ -76,6 +77,9 @@ func DecodeMeta(b []byte) (Meta, error) {
 	m.Free = d.varint("free")
 	m.Used = d.varint("used")
 	m.Shards = d.varint("shards")
+	if format >= 2 {
+		m.Flags = d.uvarint("flags")
+	}
 	if d.err != nil {
 		return Meta{}, d.err
 	}
@@ -125,6 +129,19 @@ func (d *metaDecoder) varint(field string) int64 {
 		return 0
 	}
 	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail(field, "bad or truncated varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *metaDecoder) uvarint(field string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
 		d.fail(field, "bad or truncated varint")
 		return 0

@@ -13,9 +13,10 @@ import (
 
 // fileIndex is a flattened manifest: every data chunk with its offset.
 type fileIndex struct {
-	size    int64
-	entries []Entry
-	offsets []int64 // offsets[i] is where entries[i] starts
+	size      int64
+	entries   []Entry
+	offsets   []int64 // offsets[i] is where entries[i] starts
+	manifests []Entry // the root and indirect manifests' own stripes
 }
 
 func (ix *fileIndex) find(off int64) int {
@@ -123,13 +124,13 @@ func (s *Store) index(ctx context.Context, a addr.Addr) (*fileIndex, error) {
 		return ix, nil
 	}
 	return s.cache.xf.do(a, func() (*fileIndex, error) {
-		root, err := s.root(ctx, a)
+		root, re, err := s.rootEntry(ctx, a)
 		if err != nil {
 			return nil, err
 		}
-		ix := &fileIndex{size: root.size}
+		ix := &fileIndex{size: root.size, manifests: []Entry{re}}
 		var off int64
-		err = s.walk(ctx, root, 0, func(e Entry) bool {
+		err = s.walkAll(ctx, root, 0, func(e Entry) { ix.manifests = append(ix.manifests, e) }, func(e Entry) bool {
 			ix.entries = append(ix.entries, e)
 			ix.offsets = append(ix.offsets, off)
 			off += e.Length
@@ -160,6 +161,16 @@ func (s *Store) chunk(ctx context.Context, e Entry) ([]byte, error) {
 		s.cache.chunks.put(e.Addr, b)
 		return b, nil
 	})
+}
+
+// Stripes returns every stripe of the file at a: its manifests first, then
+// its data chunks in order. The slice is the caller's.
+func (s *Store) Stripes(ctx context.Context, a addr.Addr) ([]Entry, error) {
+	ix, err := s.index(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]Entry(nil), ix.manifests...), ix.entries...), nil
 }
 
 // Size returns the size of the file at a.

@@ -69,9 +69,12 @@ type Config struct {
 	WriteQuorum int // shards that must be durable before a chunk is acknowledged; 0 means K+M
 	Chunking    chunker.Params
 	Net         Net
-	// Members returns the live members, for placement. It is called once per
-	// chunk and must be cheap.
+	// Members returns the live members: where shards are looked for. It is
+	// called once per chunk and must be cheap.
 	Members func() []placement.Member
+	// Placement returns the live members that take new shards (Members
+	// less the draining ones); nil means Members.
+	Placement func() []placement.Member
 	// Others returns the members that are not live (suspect-dead, dead,
 	// left): asked for shards as a last resort, since a stale view of
 	// membership must not make data unreadable. May be nil.
@@ -127,6 +130,9 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Placement == nil {
+		cfg.Placement = cfg.Members
 	}
 	if cfg.CacheBytes <= 0 {
 		cfg.CacheBytes = 128 << 20
@@ -270,7 +276,7 @@ func (s *Store) storeStripe(ctx context.Context, a addr.Addr, blob []byte) (int,
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: encode %s: %w", a.Short(), err)
 	}
-	live := s.cfg.Members()
+	live := s.cfg.Placement()
 	if len(live) == 0 {
 		return 0, 0, fmt.Errorf("store: chunk %s: no live peers: %w", a.Short(), ErrUnavailable)
 	}
@@ -384,10 +390,25 @@ func (s *Store) putShard(ctx context.Context, key ShardKey, shard []byte, holder
 // GetBlob returns the plaintext of one chunk. e.K == 0 means the coding is
 // unknown (a root manifest): it is learned from the first shard found.
 func (s *Store) GetBlob(ctx context.Context, e Entry) ([]byte, error) {
-	blob, err := s.fetchStripe(ctx, e.Addr, e.K, e.M)
+	plain, _, err := s.getBlob(ctx, e)
+	return plain, err
+}
+
+// getBlob is GetBlob that also returns the entry with the coding filled in.
+func (s *Store) getBlob(ctx context.Context, e Entry) ([]byte, Entry, error) {
+	blob, k, m, err := s.fetchStripe(ctx, e.Addr, e.K, e.M)
 	if err != nil {
-		return nil, err
+		return nil, e, err
 	}
+	plain, err := s.open(e, blob)
+	if e.K == 0 {
+		e.Length = int64(len(plain))
+	}
+	e.K, e.M = k, m
+	return plain, e, err
+}
+
+func (s *Store) open(e Entry, blob []byte) ([]byte, error) {
 	plain, err := s.cfg.Keys.Open(blob)
 	if err != nil {
 		return nil, fmt.Errorf("store: chunk %s: %w: %w", e.Addr.Short(), ErrCorrupt, err)
@@ -439,13 +460,14 @@ type getResult struct {
 }
 
 // fetchStripe gathers k verified shards of a and decodes them.
-func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte, error) {
+func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte, int, int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	live := s.cfg.Members()
+	placed := s.cfg.Placement()
 	var queue []cand
 	if k > 0 {
-		for i, h := range placement.Place(a[:], k+m, live) {
+		for i, h := range placement.Place(a[:], k+m, placed) {
 			queue = append(queue, cand{i, h.ID})
 		}
 	}
@@ -505,7 +527,7 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte,
 				if k > 0 {
 					e.Total = k + m
 				}
-				return nil, e
+				return nil, 0, 0, e
 			}
 			located++
 			asked += len(who)
@@ -527,7 +549,7 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte,
 			} else {
 				if k == 0 {
 					k, m = h.K, h.M
-					for i, p := range placement.Place(a[:], k+m, live) {
+					for i, p := range placement.Place(a[:], k+m, placed) {
 						queue = append(queue, cand{i, p.ID})
 					}
 					sort.SliceStable(queue, func(i, j int) bool { return queue[i].index < queue[j].index })
@@ -539,12 +561,12 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte,
 			launch()
 			hedge.Reset(s.cfg.HedgeAfter)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, 0, 0, ctx.Err()
 		}
 	}
 	coder, err := erasure.New(k, m)
 	if err != nil {
-		return nil, fmt.Errorf("store: chunk %s: %w", a.Short(), err)
+		return nil, 0, 0, fmt.Errorf("store: chunk %s: %w", a.Short(), err)
 	}
 	shards := make([][]byte, k+m)
 	for i, sh := range got {
@@ -552,12 +574,12 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte,
 	}
 	blob, err := coder.Decode(shards)
 	if err != nil {
-		return nil, fmt.Errorf("store: chunk %s: %w", a.Short(), err)
+		return nil, 0, 0, fmt.Errorf("store: chunk %s: %w", a.Short(), err)
 	}
 	if addr.Sum(blob) != a {
-		return nil, fmt.Errorf("store: chunk %s: %w: decoded bytes do not match the address", a.Short(), ErrCorrupt)
+		return nil, 0, 0, fmt.Errorf("store: chunk %s: %w: decoded bytes do not match the address", a.Short(), ErrCorrupt)
 	}
-	return blob, nil
+	return blob, k, m, nil
 }
 
 // locate asks every live peer which shards of a it holds, and returns them
@@ -615,15 +637,41 @@ func (s *Store) Stat(ctx context.Context, a addr.Addr) (int64, error) {
 }
 
 func (s *Store) root(ctx context.Context, a addr.Addr) (manifest, error) {
-	plain, err := s.GetBlob(ctx, Entry{Addr: a})
+	m, _, err := s.rootEntry(ctx, a)
+	return m, err
+}
+
+// rootEntry fetches a file's root manifest and returns it with the root's
+// own stripe entry (its coding learned from the shards).
+func (s *Store) rootEntry(ctx context.Context, a addr.Addr) (manifest, Entry, error) {
+	plain, e, err := s.getBlob(ctx, Entry{Addr: a})
 	if err != nil {
-		return manifest{}, err
+		return manifest{}, e, err
 	}
 	m, err := decodeManifest(plain)
 	if err != nil {
-		return manifest{}, fmt.Errorf("store: %s is not a file: %w", a.Short(), err)
+		return manifest{}, e, fmt.Errorf("store: %s is not a file: %w", a.Short(), err)
 	}
-	return m, nil
+	return m, e, nil
+}
+
+// Rebuild reads stripe e (any k shards) and returns all k+m shards, encoded
+// again: byte-identical to the originals, since encoding is deterministic.
+func (s *Store) Rebuild(ctx context.Context, e Entry) ([][]byte, error) {
+	blob, k, m, err := s.fetchStripe(ctx, e.Addr, e.K, e.M)
+	if err != nil {
+		return nil, err
+	}
+	coder, err := erasure.New(k, m)
+	if err != nil {
+		return nil, err
+	}
+	return coder.Encode(blob)
+}
+
+// PlaceShards is where the shards of stripe e belong now.
+func (s *Store) PlaceShards(e Entry) []placement.Member {
+	return placement.Place(e.Addr[:], e.K+e.M, s.cfg.Placement())
 }
 
 // WriteFile writes the file at a to w and returns the bytes written. It
@@ -702,6 +750,11 @@ func (s *Store) writeTree(ctx context.Context, root manifest, w io.Writer) (int6
 
 // walk calls fn for each data entry under m in order; fn returns false to stop.
 func (s *Store) walk(ctx context.Context, m manifest, depth int, fn func(Entry) bool) error {
+	return s.walkAll(ctx, m, depth, nil, fn)
+}
+
+// walkAll is walk that also reports each indirect manifest's entry.
+func (s *Store) walkAll(ctx context.Context, m manifest, depth int, onManifest func(Entry), fn func(Entry) bool) error {
 	if depth > maxManifestDepth {
 		return fmt.Errorf("store: %w: deeper than %d levels", ErrBadManifest, maxManifestDepth)
 	}
@@ -711,6 +764,9 @@ func (s *Store) walk(ctx context.Context, m manifest, depth int, fn func(Entry) 
 				return ctx.Err()
 			}
 			continue
+		}
+		if onManifest != nil {
+			onManifest(e)
 		}
 		plain, err := s.GetBlob(ctx, e)
 		if err != nil {
@@ -723,7 +779,7 @@ func (s *Store) walk(ctx context.Context, m manifest, depth int, fn func(Entry) 
 		if sub.size != e.Length {
 			return fmt.Errorf("store: %w: sub-manifest covers %d bytes, parent says %d", ErrBadManifest, sub.size, e.Length)
 		}
-		if err := s.walk(ctx, sub, depth+1, fn); err != nil {
+		if err := s.walkAll(ctx, sub, depth+1, onManifest, fn); err != nil {
 			return err
 		}
 	}
