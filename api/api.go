@@ -57,17 +57,19 @@ type Member struct {
 	Shards     int64     `json:"shards"`
 	LastSeen   time.Time `json:"last_seen"`
 	Self       bool      `json:"self,omitempty"`
+	Draining   bool      `json:"draining,omitempty"`
 	Version    string    `json:"version,omitempty"`
 }
 
 // Status is the cluster as one peer sees it.
 type Status struct {
-	Peer     string   `json:"peer"`
-	VolumeID string   `json:"volume_id"`
-	K        int      `json:"k"`
-	M        int      `json:"m"`
-	Quorum   int      `json:"write_quorum"`
-	Members  []Member `json:"members"`
+	Peer     string       `json:"peer"`
+	VolumeID string       `json:"volume_id"`
+	K        int          `json:"k"`
+	M        int          `json:"m"`
+	Quorum   int          `json:"write_quorum"`
+	Members  []Member     `json:"members"`
+	Repair   RepairStatus `json:"repair"` // the answering peer's repair, scrub and rebalance activity
 }
 
 // Error is the JSON body of an error response.
@@ -208,4 +210,173 @@ func WriteJSON(w http.ResponseWriter, v any) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(buf.Bytes())
+}
+
+// Health is the redundancy of what the namespace references, as one peer
+// sees it: a chunk is healthy with all k+m shards on live peers, degraded
+// with k..k+m-1, lost below k.
+type Health struct {
+	Scope          string        `json:"scope"` // "cluster" or the path asked for
+	Files          int           `json:"files"`
+	ChunksTotal    int           `json:"chunks_total"`
+	ChunksHealthy  int           `json:"chunks_healthy"`
+	ChunksDegraded int           `json:"chunks_degraded"`
+	ChunksLost     int           `json:"chunks_lost"`
+	BytesAtRisk    int64         `json:"bytes_at_risk"`  // bytes in chunks that are not healthy
+	MinRedundancy  int           `json:"min_redundancy"` // fewest further shard losses any chunk survives; -1 if a chunk is lost
+	Peers          []PeerHealth  `json:"peers,omitempty"`
+	FileDetail     []FileHealth  `json:"file_detail,omitempty"`
+	ChunkDetail    []ChunkHealth `json:"chunk_detail,omitempty"` // for a single file
+	Repair         RepairStatus  `json:"repair"`
+	Errors         []string      `json:"errors,omitempty"` // files whose manifests could not be read
+}
+
+// PeerHealth is one member in a health report.
+type PeerHealth struct {
+	ID       string    `json:"id"`
+	State    string    `json:"state"`
+	Draining bool      `json:"draining,omitempty"`
+	Shards   int64     `json:"shards"`
+	Bytes    int64     `json:"bytes"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+// FileHealth is one file in a health report.
+type FileHealth struct {
+	Path     string `json:"path"`
+	Size     int64  `json:"size"`
+	Chunks   int    `json:"chunks"`
+	Healthy  int    `json:"healthy"`
+	Degraded int    `json:"degraded"`
+	Lost     int    `json:"lost"`
+}
+
+// ChunkHealth is one stripe of a file with its shard holders.
+type ChunkHealth struct {
+	Addr    string           `json:"addr"`
+	Kind    string           `json:"kind"` // "manifest" or "data"
+	Offset  int64            `json:"offset"`
+	Length  int64            `json:"length"`
+	K       int              `json:"k"`
+	M       int              `json:"m"`
+	Present int              `json:"present"` // distinct shards on live peers
+	State   string           `json:"state"`
+	Holders map[string][]int `json:"holders"` // live peer -> shard indexes
+}
+
+// RepairStatus is a peer's repair, scrub and rebalance activity.
+type RepairStatus struct {
+	Queue          int       `json:"queue"`
+	Running        bool      `json:"running"`
+	RepairedChunks int64     `json:"repaired_chunks"`
+	RepairedShards int64     `json:"repaired_shards"`
+	RepairedBytes  int64     `json:"repaired_bytes"`
+	MovedShards    int64     `json:"moved_shards"`
+	LastPass       time.Time `json:"last_pass"`
+	LastError      string    `json:"last_error,omitempty"`
+	ScrubChecked   int64     `json:"scrub_checked"`
+	ScrubTotal     int64     `json:"scrub_total"`
+	ScrubCorrupt   int64     `json:"scrub_corrupt"`
+	ScrubRunning   bool      `json:"scrub_running"`
+}
+
+// RepairPlan answers `reef repair`: what is (or would be) rebuilt.
+type RepairPlan struct {
+	Apply   bool     `json:"apply"`
+	Chunks  int      `json:"chunks"`  // stripes needing shards
+	Shards  int      `json:"shards"`  // shards to rebuild
+	Bytes   int64    `json:"bytes"`   // bytes of shards to rebuild
+	Lost    int      `json:"lost"`    // stripes that cannot be rebuilt (< k shards)
+	Samples []string `json:"samples"` // a few "path: chunk: missing shards" lines
+	Done    bool     `json:"done"`
+	Rebuilt int      `json:"rebuilt"` // shards rebuilt so far (apply)
+	Errors  []string `json:"errors,omitempty"`
+}
+
+// ScrubResult is one peer's scrub pass.
+type ScrubResult struct {
+	Peer    string `json:"peer"`
+	Apply   bool   `json:"apply"`
+	Running bool   `json:"running"`
+	Checked int64  `json:"checked"`
+	Total   int64  `json:"total"`
+	Bytes   int64  `json:"bytes"`
+	Corrupt int64  `json:"corrupt"`
+	Dropped int64  `json:"dropped"`
+	Error   string `json:"error,omitempty"`
+}
+
+// DrainStatus is a draining peer's progress.
+type DrainStatus struct {
+	Peer     string `json:"peer"`
+	Draining bool   `json:"draining"`
+	Shards   int64  `json:"shards"` // shards still held
+	Moved    int64  `json:"moved"`
+	Error    string `json:"error,omitempty"`
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.do(ctx, http.MethodGet, path, nil, -1)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(v); err != nil {
+		return fmt.Errorf("bad answer from peer: %w", err)
+	}
+	return nil
+}
+
+func (c *Client) postJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.do(ctx, http.MethodPost, path, nil, -1)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(v); err != nil {
+		return fmt.Errorf("bad answer from peer: %w", err)
+	}
+	return nil
+}
+
+// Health returns the health of the cluster (path "") or of a path.
+func (c *Client) Health(ctx context.Context, path string) (Health, error) {
+	var h Health
+	return h, c.getJSON(ctx, "/v1/health?path="+url.QueryEscape(path), &h)
+}
+
+// Repair starts (apply) or plans a repair of path ("" for everything).
+func (c *Client) Repair(ctx context.Context, path string, apply bool) (RepairPlan, error) {
+	var p RepairPlan
+	return p, c.postJSON(ctx, fmt.Sprintf("/v1/repair?path=%s&apply=%t", url.QueryEscape(path), apply), &p)
+}
+
+// RepairProgress returns the progress of the repair started by Repair.
+func (c *Client) RepairProgress(ctx context.Context) (RepairPlan, error) {
+	var p RepairPlan
+	return p, c.getJSON(ctx, "/v1/repair", &p)
+}
+
+// Scrub starts a scrub pass on the peer (apply drops corrupt shards).
+func (c *Client) Scrub(ctx context.Context, apply bool) (ScrubResult, error) {
+	var r ScrubResult
+	return r, c.postJSON(ctx, fmt.Sprintf("/v1/scrub?apply=%t", apply), &r)
+}
+
+// ScrubProgress returns the peer's current or last scrub pass.
+func (c *Client) ScrubProgress(ctx context.Context) (ScrubResult, error) {
+	var r ScrubResult
+	return r, c.getJSON(ctx, "/v1/scrub", &r)
+}
+
+// Drain starts moving the peer's shards away.
+func (c *Client) Drain(ctx context.Context) (DrainStatus, error) {
+	var d DrainStatus
+	return d, c.postJSON(ctx, "/v1/drain", &d)
+}
+
+// DrainProgress returns the draining peer's progress.
+func (c *Client) DrainProgress(ctx context.Context) (DrainStatus, error) {
+	var d DrainStatus
+	return d, c.getJSON(ctx, "/v1/drain", &d)
 }

@@ -56,6 +56,9 @@ type Config struct {
 	// Durable returns when every namespace change made so far is durable
 	// on enough peers; close and fsync call it. Optional.
 	Durable func(ctx context.Context) error
+	// Health returns the redundancy report of the file or directory at a
+	// dentry, served as the extended attribute user.reef.health. Optional.
+	Health func(ctx context.Context, node namespace.NodeID) ([]byte, error)
 	// Sync is Durable for fsync(2): the changes must also be on stable
 	// storage of those peers. Optional (Durable is used then).
 	Sync       func(ctx context.Context) error

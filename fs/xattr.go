@@ -63,8 +63,28 @@ func (f *FS) removexattr(ctx context.Context, ino namespace.InodeID, req *fuse.R
 	return errno(f.log, "removexattr", f.cfg.Tree.RemoveXattr(ctx, ino, req.Name))
 }
 
+// HealthXattr is the extended attribute that reports a file's or a
+// directory's redundancy (JSON, as `reef health PATH --json`). It is not
+// listed, so copying tools do not copy it.
+const HealthXattr = "user.reef.health"
+
+func (f *FS) healthXattr(ctx context.Context, node namespace.NodeID, resp *fuse.GetxattrResponse) error {
+	if f.cfg.Health == nil {
+		return fuse.ErrNoXattr
+	}
+	b, err := f.cfg.Health(ctx, node)
+	if err != nil {
+		return errno(f.log, "getxattr", err)
+	}
+	resp.Xattr = b
+	return nil
+}
+
 // Getxattr reads an extended attribute.
 func (f *File) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	if req.Name == HealthXattr {
+		return f.fs.healthXattr(ctx, f.getDentry(), resp)
+	}
 	return f.fs.getxattr(ctx, f.ino, req, resp)
 }
 
@@ -85,6 +105,9 @@ func (f *File) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) er
 
 // Getxattr reads an extended attribute.
 func (d *Dir) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	if req.Name == HealthXattr {
+		return d.fs.healthXattr(ctx, d.id(), resp)
+	}
 	return d.fs.getxattr(ctx, d.ino, req, resp)
 }
 

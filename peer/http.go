@@ -14,6 +14,7 @@ import (
 	"github.com/reefproject/reef/addr"
 	"github.com/reefproject/reef/api"
 	"github.com/reefproject/reef/erasure"
+	"github.com/reefproject/reef/membership"
 	"github.com/reefproject/reef/store"
 )
 
@@ -23,16 +24,23 @@ const bodyIdle = 60 * time.Second
 
 func (p *Peer) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("PUT /v1/shard/{addr}/{index}", p.peerOnly(p.handlePutShard))
-	mux.HandleFunc("GET /v1/shard/{addr}/{index}", p.peerOnly(p.handleGetShard))
-	mux.HandleFunc("GET /v1/shards/{addr}", p.peerOnly(p.handleListShards))
-	mux.HandleFunc("POST /v1/ns/ops", p.peerOnly(p.handleOps))
-	mux.HandleFunc("POST /v1/ns/sync", p.peerOnly(p.handleSync))
+	in := p.metrics.Instrument
+	mux.HandleFunc("PUT /v1/shard/{addr}/{index}", in("put_shard", p.peerOnly(p.handlePutShard)))
+	mux.HandleFunc("GET /v1/shard/{addr}/{index}", in("get_shard", p.peerOnly(p.handleGetShard)))
+	mux.HandleFunc("GET /v1/shards/{addr}", in("list_shards", p.peerOnly(p.handleListShards)))
+	mux.Handle("GET /metrics", p.metrics.Handler())
+	mux.HandleFunc("POST /v1/ns/ops", in("ns_ops", p.peerOnly(p.handleOps)))
+	mux.HandleFunc("POST /v1/ns/sync", in("ns_sync", p.peerOnly(p.handleSync)))
 	mux.HandleFunc("POST /v1/ns/fsync", p.peerOnly(p.handleNSFsync))
 	mux.HandleFunc("GET /v1/ns/snapshot", p.peerOnly(p.handleSnapshot))
-	mux.HandleFunc("POST /v1/files", p.clientOnly(p.handlePutFile))
-	mux.HandleFunc("GET /v1/files/{addr}", p.clientOnly(p.handleGetFile))
-	mux.HandleFunc("GET /v1/status", p.clientOnly(p.handleStatus))
+	mux.HandleFunc("POST /v1/files", in("put_file", p.clientOnly(p.handlePutFile)))
+	mux.HandleFunc("GET /v1/files/{addr}", in("get_file", p.clientOnly(p.handleGetFile)))
+	mux.HandleFunc("GET /v1/status", in("status", p.clientOnly(p.handleStatus)))
+	mux.HandleFunc("GET /v1/inventory", p.peerOnly(p.handleInventory))
+	mux.HandleFunc("GET /v1/health", p.clientOnly(p.handleHealth))
+	mux.HandleFunc("/v1/repair", p.clientOnly(p.handleRepair))
+	mux.HandleFunc("/v1/scrub", p.clientOnly(p.handleScrub))
+	mux.HandleFunc("/v1/drain", p.clientOnly(p.handleDrain))
 	mux.HandleFunc("/debug/pprof/", p.clientOnly(pprof.Index))
 	mux.HandleFunc("/debug/pprof/profile", p.clientOnly(pprof.Profile))
 	return mux
@@ -234,7 +242,7 @@ func statusFor(err error) int {
 }
 
 func (p *Peer) handleStatus(w http.ResponseWriter, r *http.Request) {
-	st := api.Status{Peer: p.id, VolumeID: p.cfg.Keys.VolumeID(), K: p.cfg.K, M: p.cfg.M, Quorum: p.cfg.WriteQuorum}
+	st := api.Status{Peer: p.id, VolumeID: p.cfg.Keys.VolumeID(), K: p.cfg.K, M: p.cfg.M, Quorum: p.cfg.WriteQuorum, Repair: p.maint.snapshot()}
 	if st.Quorum == 0 {
 		st.Quorum = p.cfg.K + p.cfg.M
 	}
@@ -242,7 +250,7 @@ func (p *Peer) handleStatus(w http.ResponseWriter, r *http.Request) {
 		st.Members = append(st.Members, api.Member{
 			ID: m.ID, State: m.State.String(), Zone: m.Meta.Zone, DataAddr: m.Meta.DataAddr, GossipAddr: m.GossipAddr,
 			Capacity: m.Meta.Capacity, Free: m.Meta.Free, Used: m.Meta.Used, Shards: m.Meta.Shards,
-			LastSeen: m.LastSeen, Self: m.ID == p.id, Version: m.Meta.Version,
+			LastSeen: m.LastSeen, Self: m.ID == p.id, Version: m.Meta.Version, Draining: m.Meta.Flags&membership.FlagDraining != 0,
 		})
 	}
 	api.WriteJSON(w, st)

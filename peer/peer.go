@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ import (
 	"github.com/reefproject/reef/crypt"
 	"github.com/reefproject/reef/fs"
 	"github.com/reefproject/reef/membership"
+	"github.com/reefproject/reef/metrics"
 	"github.com/reefproject/reef/namespace"
 	"github.com/reefproject/reef/placement"
 	"github.com/reefproject/reef/store"
@@ -53,22 +55,30 @@ type Config struct {
 	Keys        *crypt.Keys
 	Logger      *slog.Logger
 	Mount       string // mount the volume here; "" for none
+
+	RepairAfter time.Duration // a gone peer's shards are rebuilt after this; 0 means 10m
+	RepairRate  int64         // bytes/s of repair and rebalance traffic; 0 means unlimited
+	ScrubRate   int64         // bytes/s of the scheduled scrub; 0 means 8 MB/s
+	ScrubEvery  time.Duration // between scheduled scrub passes; 0 means 24h, < 0 never
+	MaintEvery  time.Duration // between repair/rebalance passes; 0 means 30s
 }
 
 // Peer is a running reef daemon.
 type Peer struct {
-	cfg   Config
-	id    string
-	log   *slog.Logger
-	bs    *blockstore.Store
-	node  *membership.Node
-	ln    net.Listener
-	srv   *http.Server
-	store *store.Store
-	net   *shardNet
-	ns    *namespace.Namespace
-	repl  *replicator
-	mount *fs.Mount
+	cfg     Config
+	id      string
+	log     *slog.Logger
+	bs      *blockstore.Store
+	node    *membership.Node
+	ln      net.Listener
+	srv     *http.Server
+	store   *store.Store
+	net     *shardNet
+	ns      *namespace.Namespace
+	repl    *replicator
+	maint   *maint
+	metrics *metrics.Metrics
+	mount   *fs.Mount
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -93,7 +103,19 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Peer{cfg: cfg, id: id, log: cfg.Logger.With("peer", id), stop: make(chan struct{})}
+	if cfg.RepairAfter <= 0 {
+		cfg.RepairAfter = 10 * time.Minute
+	}
+	if cfg.ScrubRate <= 0 {
+		cfg.ScrubRate = 8 << 20
+	}
+	if cfg.ScrubEvery == 0 {
+		cfg.ScrubEvery = 24 * time.Hour
+	}
+	if cfg.MaintEvery <= 0 {
+		cfg.MaintEvery = 30 * time.Second
+	}
+	p := &Peer{cfg: cfg, id: id, log: cfg.Logger.With("peer", id), stop: make(chan struct{}), metrics: metrics.New(id)}
 	if p.bs, err = blockstore.Open(filepath.Join(cfg.DataDir, "shards"), blockstore.Options{Logger: p.log.With("component", "badger")}); err != nil {
 		return nil, fmt.Errorf("peer: %w", err)
 	}
@@ -106,6 +128,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	}
 	p.net = newShardNet(p)
 	p.repl = newReplicator(p)
+	p.maint = newMaint(p)
 	p.ns, err = namespace.Open(namespace.Config{
 		Dir:       filepath.Join(cfg.DataDir, "namespace"),
 		Peer:      id,
@@ -135,6 +158,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 			Used:     st.Bytes,
 			Shards:   st.Count,
 			Version:  Version,
+			Flags:    p.drainFlag(),
 		},
 	})
 	if err != nil {
@@ -151,6 +175,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		Chunking:    cfg.Chunking,
 		Net:         p.net,
 		Members:     p.liveMembers,
+		Placement:   p.placementMembers,
 		Others:      p.otherMembers,
 		Logger:      p.log,
 	})
@@ -168,7 +193,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
-	p.wg.Add(4)
+	p.wg.Add(5)
 	go func() {
 		defer p.wg.Done()
 		if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -178,6 +203,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	go func() { defer p.wg.Done(); p.metaLoop() }()
 	go func() { defer p.wg.Done(); p.antiEntropy() }()
 	go func() { defer p.wg.Done(); p.repl.run() }()
+	go func() { defer p.wg.Done(); p.maint.run() }()
 	if cfg.Mount != "" {
 		if err := p.startMount(ctx); err != nil {
 			p.Shutdown(context.Background())
@@ -205,6 +231,7 @@ func (p *Peer) startMount(ctx context.Context) error {
 		Content:    contentAdapter{p.store},
 		Capacity:   p,
 		Durable:    p.repl.Barrier,
+		Health:     p.healthXattr,
 		Sync:       p.repl.SyncBarrier,
 		StagingDir: filepath.Join(p.cfg.DataDir, "staging"),
 		Logger:     p.log.With("component", "fuse"),
@@ -216,6 +243,20 @@ func (p *Peer) startMount(ctx context.Context) error {
 		return fmt.Errorf("peer: %w", err)
 	}
 	return nil
+}
+
+// healthXattr is the health report of one path, for user.reef.health.
+func (p *Peer) healthXattr(ctx context.Context, node namespace.NodeID) ([]byte, error) {
+	path, err := p.ns.Path(node)
+	if err != nil {
+		return nil, err
+	}
+	h, err := p.health(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	h.Peers = nil
+	return json.Marshal(h)
 }
 
 // MountDir is where the volume is mounted, or "".
@@ -247,6 +288,13 @@ func (p *Peer) Capacity() (total, free int64) {
 	}
 	k, n := int64(p.cfg.K), int64(p.cfg.K+p.cfg.M)
 	return total / n * k, free / n * k
+}
+
+func (p *Peer) drainFlag() uint64 {
+	if p.maint.isDraining() {
+		return membership.FlagDraining
+	}
+	return 0
 }
 
 // ID is the peer's stable name.
@@ -310,6 +358,20 @@ func (p *Peer) liveMembers() []placement.Member {
 	return out
 }
 
+// placementMembers returns the live members that take new shards: not the
+// draining ones.
+func (p *Peer) placementMembers() []placement.Member {
+	live := p.node.Live()
+	out := make([]placement.Member, 0, len(live))
+	for _, m := range live {
+		if m.Meta.Flags&membership.FlagDraining != 0 || (m.ID == p.id && p.maint.isDraining()) {
+			continue
+		}
+		out = append(out, placement.Member{ID: m.ID, Zone: m.Meta.Zone, Weight: float64(m.Meta.Capacity)})
+	}
+	return out
+}
+
 // otherMembers returns the members believed gone.
 func (p *Peer) otherMembers() []placement.Member {
 	var out []placement.Member
@@ -341,6 +403,14 @@ func (p *Peer) metaLoop() {
 		case <-t.C:
 		}
 		st := p.bs.Stats()
+		p.metrics.SetStored(st.Count, st.Bytes)
+		var counts [4]int
+		for _, m := range p.node.Members() {
+			if int(m.State) < len(counts) {
+				counts[m.State]++
+			}
+		}
+		p.metrics.SetMembers(counts[membership.StateAlive], counts[membership.StateSuspect], counts[membership.StateDead], counts[membership.StateLeft])
 		if st == last {
 			continue
 		}

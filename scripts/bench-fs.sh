@@ -12,7 +12,8 @@
 # Environment: SIZE_MB (1024) MiB for the sequential steps, N_SMALL (10000)
 # small files, N_LS (10000) entries for ls/rm, N_VIS (200) visibility probes,
 # STEP_TIMEOUT (600) seconds per command, BENCH_DIR (/tmp) where the temp dir
-# goes, REEF_BIN (bin/reef), KEEP=1 keeps the temp dir (logs) afterwards.
+# goes, REEF_BIN (bin/reef), LOG_LEVEL (warn) of the peers, KEEP=1 keeps the
+# temp dir (logs) afterwards.
 # Quick run: SIZE_MB=64 N_SMALL=500 N_LS=1000 scripts/bench-fs.sh
 set -euo pipefail
 export PATH=$PATH:/usr/local/go/bin
@@ -271,7 +272,7 @@ for i in $(seq 1 "$peers"); do
 	# setsid: a ^C on the terminal reaches this script, which stops the peers in order.
 	setsid "$bin" serve --data "$work/p$i" --key "$work/key" --name "peer$i" \
 		--listen "127.0.0.$i:$base" --gossip "127.0.0.$i:$((base + 1))" --k 4 --m 2 \
-		"${extra[@]}" --log-level warn >"$work/p$i.out" 2>"$work/p$i.log" </dev/null &
+		"${extra[@]}" --log-level "${LOG_LEVEL:-warn}" >"$work/p$i.out" 2>"$work/p$i.log" </dev/null &
 	pids+=($!)
 done
 for i in $(seq 1 "$peers"); do
@@ -304,13 +305,39 @@ echo
 # --- the steps -------------------------------------------------------------------
 # Each step runs in a subshell with set -e: a failing command ends that step only.
 failed=()
+broken=""
+# healthy: all peers running and both mounts in place; else says what is wrong.
+healthy() {
+	local i p st rc m
+	for i in "${!pids[@]}"; do
+		p=${pids[i]}
+		st=$(ps -o stat= -p "$p" 2>/dev/null || true)
+		if [ -z "$st" ] || [ "${st:0:1}" = Z ]; then
+			rc=0
+			wait "$p" 2>/dev/null || rc=$?
+			broken="peer $((i + 1)) (pid $p) has exited (wait status $rc$([ "$rc" -gt 128 ] && echo ", signal $((rc - 128))")); see $work/p$((i + 1)).log"
+			return 1
+		fi
+	done
+	for m in "$mA" "$mB"; do
+		if ! grep -qs " $m fuse" /proc/mounts; then
+			broken="$m is no longer mounted"
+			return 1
+		fi
+	done
+}
 run_step() {
 	local key=$1 desc=$2 rc
 	echo "bench-fs: $desc ..." >&2
+	if [ -n "$broken" ] || ! healthy; then
+		echo "bench-fs: step '$desc' FAILED: not run, the cluster is broken: $broken" >&2
+		failed+=("$key")
+		return 0
+	fi
 	set +e
 	(
 		set -eE
-		trap 'echo "bench-fs:   command failed (exit $?): $BASH_COMMAND" >&2' ERR
+		trap 'rc=$?; [[ $BASH_COMMAND == return* ]] || echo "bench-fs:   command failed (exit $rc): $BASH_COMMAND" >&2' ERR
 		"step_$key"
 	)
 	rc=$?
@@ -322,6 +349,10 @@ run_step() {
 		echo "bench-fs: step '$desc' FAILED ($why); going on with the others" >&2
 		peer_logs
 		failed+=("$key")
+	fi
+	if ! healthy; then
+		echo "bench-fs: step '$desc' FAILED: the cluster broke during it: $broken" >&2
+		[ "$rc" -ne 0 ] || { peer_logs; failed+=("$key"); }
 	fi
 }
 
@@ -430,8 +461,9 @@ row() { printf "%-50s %16s %16s %10s\n" "$1" "$2" "$3" "$4"; }
 line() {
 	local key=$1 label=$2 unit=$3 r l ratio="-"
 	r=$(get "$key.reef"); l=$(get "$key.local")
+	is_failed "$key" && r=""
 	[ -n "$r" ] && [ -n "$l" ] && ratio=$(awk -v r="$r" -v l="$l" 'BEGIN { printf "%.2f", r / l }')
-	if is_failed "$key"; then ratio=FAILED; fi
+	is_failed "$key" && ratio=FAILED
 	row "$label" "${r:-FAILED} ${r:+$unit}" "${l:-FAILED} ${l:+$unit}" "$ratio"
 }
 echo
@@ -441,6 +473,7 @@ line read "seq read ${size_mb} MiB (dd bs=1M, cold), B" "MB/s"
 line small "create+write+close ${n_small} x 4 KiB, A" "files/s"
 line untar "untar Go src (${tar_files} files), A" "files/s"
 r=$(get ls.reef); l=$(get ls.local); ratio="-"
+is_failed ls && r=""
 [ -n "$r" ] && [ -n "$l" ] && ratio=$(awk -v r="$(get ls.reef.s)" -v l="$(get ls.local.s)" 'BEGIN { printf "%.2f", l / r }')
 is_failed ls && ratio=FAILED
 row "ls -l ${n_ls} entries (cold), B" "${r:-FAILED} ${r:+ms}" "${l:-FAILED} ${l:+ms}" "$ratio"
@@ -459,6 +492,6 @@ echo "# ls -l: entries made through A; timed at B's first ls -l after B listed t
 echo "# visibility: from close() on A returning to the first successful stat() on B (polled every 1 ms; max ${pmax:-?} ms);"
 echo "#   no local baseline: a local directory has no second view to wait for."
 if [ "${#failed[@]}" -gt 0 ]; then
-	echo "# FAILED steps: ${failed[*]} (details above on stderr)"
+	echo "# FAILED steps: ${failed[*]} (details above on stderr)${broken:+; cluster broken: $broken}"
 	exit 1
 fi

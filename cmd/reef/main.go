@@ -25,6 +25,10 @@ var commands = []command{
 	{"put", "store a file, print its address", runPutCmd},
 	{"get", "read a file back by address", runGetCmd},
 	{"status", "list the cluster's members", runStatusCmd},
+	{"health", "redundancy of the cluster or of a path", runHealthCmd},
+	{"repair", "show (or, with --apply, rebuild) missing shards", runRepairCmd},
+	{"scrub", "verify every shard on every peer (--apply drops corrupt ones)", runScrubCmd},
+	{"drain", "move a peer's shards away so it can leave", runDrainCmd},
 	{"version", "print the version", runVersionCmd},
 }
 

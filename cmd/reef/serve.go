@@ -18,7 +18,8 @@ var version = peer.Version
 type serveOptions struct {
 	data, key, listen, gossip, zone, name, logLevel, mount string
 	join                                                   []string
-	capacity                                               int64
+	capacity, repairRate, scrubRate                        int64
+	repairAfter, scrubEvery, maintEvery                    time.Duration
 	k, m, quorum                                           int
 }
 
@@ -37,6 +38,11 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&o.quorum, "write-quorum", 0, "shards durably stored before a write is acknowledged, k+1..k+m (default k+m)")
 	fs.StringVar(&o.name, "name", "", "peer id on first start (default: a random one, kept in the data directory)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&o.repairAfter, "repair-after", 10*time.Minute, "rebuild the shards of a peer gone longer than this")
+	fs.Var(sizeFlag{&o.repairRate}, "repair-rate", "bytes per second of repair and rebalance traffic, e.g. 200M (default unlimited)")
+	fs.Var(sizeFlag{&o.scrubRate}, "scrub-rate", "bytes per second of the scheduled scrub (default 8M)")
+	fs.DurationVar(&o.scrubEvery, "scrub-every", 24*time.Hour, "time between scheduled scrub passes (0 disables)")
+	fs.DurationVar(&o.maintEvery, "maint-every", 30*time.Second, "time between repair and rebalance passes")
 	fs.StringVar(&o.mount, "mount", "", "mount the volume at this directory (FUSE); unmounted on SIGTERM/SIGINT")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -63,6 +69,7 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	p, err := peer.Start(ctx, peer.Config{
 		DataDir: o.data, Name: o.name, Listen: o.listen, Gossip: o.gossip, Join: o.join, Zone: o.zone,
 		Capacity: o.capacity, K: o.k, M: o.m, WriteQuorum: o.quorum, Keys: keys, Logger: log, Mount: o.mount,
+		RepairAfter: o.repairAfter, RepairRate: o.repairRate, ScrubRate: o.scrubRate, ScrubEvery: scrubEvery(o.scrubEvery), MaintEvery: o.maintEvery,
 	})
 	if err != nil {
 		return err
@@ -84,4 +91,12 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// scrubEvery maps the flag's 0 (disabled) to the peer's "never".
+func scrubEvery(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

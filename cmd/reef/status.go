@@ -55,8 +55,21 @@ func runStatusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if m.State != "alive" && !m.LastSeen.IsZero() {
 			seen = time.Since(m.LastSeen).Round(time.Second).String() + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", id, m.State, zone, m.DataAddr,
+		state := m.State
+		if m.Draining {
+			state += " (draining)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", id, state, zone, m.DataAddr,
 			humanBytes(m.Capacity), humanBytes(m.Used), humanBytes(m.Free), m.Shards, seen)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	r := st.Repair
+	fmt.Fprintf(stdout, "\nmaintenance on %s: repair queue %d, rebuilt %d chunks (%s), moved %d shards; scrub %d/%d shards checked, %d corrupt\n",
+		st.Peer, r.Queue, r.RepairedChunks, humanBytes(r.RepairedBytes), r.MovedShards, r.ScrubChecked, r.ScrubTotal, r.ScrubCorrupt)
+	if r.LastError != "" {
+		fmt.Fprintf(stdout, "last maintenance error: %s\n", r.LastError)
+	}
+	return nil
 }
