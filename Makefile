@@ -12,7 +12,7 @@ RUN_DIR ?= $(CURDIR)/run
 TEST_TIMEOUT ?= 25m
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: build deps run stop status test unit integration vet fmt-check tidy-check bench bench-go bench-e2e clean
+.PHONY: build deps run stop status test unit integration vet fmt-check tidy-check bench bench-go bench-e2e bench-fs bench-repair clean
 
 # deps installs what a fresh Debian machine lacks: fuse3 (fusermount) for the
 # mount. Go itself must be on the machine (/usr/local/go).
@@ -54,15 +54,20 @@ tidy-check:
 # multi-process and FUSE integration tests against the real binary.
 test: deps fmt-check vet build unit integration
 
+# Every unit test runs once in full, then the concurrent packages once more
+# under the race detector (-short: the race detector slows the exhaustive
+# erasure and chunker matrices tenfold without finding more there).
+RACE_PKGS := ./store/ ./namespace/ ./membership/ ./blockstore/... ./metrics/ ./peer/ ./fs/ ./cmd/...
 unit:
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /integration)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /integration)
+	$(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 
 integration: build
 	REEF_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./integration/
 
 # bench runs the Go micro-benchmarks and the end-to-end put/get benchmark
 # beside dd on local disk; results go to bench-results/ (see docs/BENCHMARKS.md).
-bench: bench-go bench-e2e
+bench: bench-go bench-e2e bench-fs bench-repair
 
 bench-go:
 	@mkdir -p bench-results
@@ -71,6 +76,14 @@ bench-go:
 bench-e2e: deps build
 	@mkdir -p bench-results
 	scripts/bench-e2e.sh | tee bench-results/e2e.txt
+
+bench-fs: deps build
+	@mkdir -p bench-results
+	scripts/bench-fs.sh | tee bench-results/fs.txt
+
+bench-repair: deps build
+	@mkdir -p bench-results
+	scripts/bench-repair.sh | tee bench-results/repair.txt
 
 clean: stop
 	rm -rf bin run bench-results

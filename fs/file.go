@@ -180,6 +180,13 @@ func (fs *FS) durable(ctx context.Context) error {
 func (f *File) Forget() { f.fs.forget(f.ino) }
 
 // openFile is the state shared by every handle of one inode on this mount.
+//
+// Small files are staged whole (in memory up to memStageMax). A big chunked
+// file is staged lazily: the staging file is sparse, and only the blocks a
+// write touches are filled from the stored content first; reads of other
+// blocks go to the stored content. At close only the changed region is
+// chunked again (Content.StoreRange), so a small change to a big file costs
+// a few chunks, not the file.
 type openFile struct {
 	fs  *FS
 	ino namespace.InodeID
@@ -187,13 +194,23 @@ type openFile struct {
 	mu      sync.Mutex // guards the fields below
 	refs    int
 	staging stage // local copy being written; nil until needed
-	size    int64 // size of staging
+	size    int64 // size of the file as written here
 	dirty   bool  // staging differs from what the namespace holds
 	base    namespace.Timestamp
+
+	// Lazy staging of a big chunked file.
+	old        [32]byte       // manifest the unchanged blocks come from; zero: staging holds everything
+	cut        int64          // old content is valid below this offset only
+	have       map[int64]bool // blocks (lazyBlock bytes) present in staging
+	dirtyStart int64          // the changed region since the last commit
+	dirtyEnd   int64
 }
 
-// stage makes sure a staging copy exists, filled with the first keep bytes
-// of the current content (a truncate to zero needs nothing). Holds of.mu.
+// lazyBlock is the unit in which a lazily staged file is filled.
+const lazyBlock = 256 << 10
+
+// stage makes sure a staging copy exists, holding the first keep bytes of
+// the current content (a truncate to zero needs nothing). Holds of.mu.
 func (of *openFile) stage(ctx context.Context, keep int64) error {
 	if of.staging != nil {
 		return nil
@@ -203,6 +220,25 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 		return err
 	}
 	n := min(in.Size, keep)
+	of.base = in.Version
+	of.dirtyStart, of.dirtyEnd = 1<<62, 0
+	if in.Content.Manifest != ([32]byte{}) && n > memStageMax {
+		st, err := newFileStage(of.fs.cfg.StagingDir)
+		if err != nil {
+			return err
+		}
+		if err := st.Truncate(n); err != nil {
+			st.Close()
+			return err
+		}
+		of.staging, of.size = st, n
+		of.old, of.cut, of.have = in.Content.Manifest, n, map[int64]bool{}
+		of.dirty = false
+		if n != in.Size {
+			of.markDirty(n, in.Size)
+		}
+		return nil
+	}
 	var st stage = &memStage{}
 	if n > memStageMax {
 		if st, err = newFileStage(of.fs.cfg.StagingDir); err != nil {
@@ -215,10 +251,103 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 			return err
 		}
 	}
-	of.staging, of.size, of.base = st, n, in.Version
+	of.staging, of.size, of.old = st, n, [32]byte{}
 	of.dirty = n != in.Size
 	return nil
 }
+
+func (of *openFile) markDirty(start, end int64) {
+	of.dirty = true
+	of.dirtyStart = min(of.dirtyStart, start)
+	of.dirtyEnd = max(of.dirtyEnd, end)
+}
+
+// present reports whether the block at b is in staging (not in the old
+// content). Holds of.mu.
+func (of *openFile) present(b int64) bool {
+	return of.old == ([32]byte{}) || of.have[b] || b*lazyBlock >= of.cut
+}
+
+// fill copies block b from the old content into staging. Holds of.mu.
+func (of *openFile) fill(ctx context.Context, b int64) error {
+	if of.present(b) {
+		return nil
+	}
+	start := b * lazyBlock
+	end := min(start+lazyBlock, of.cut)
+	buf := make([]byte, end-start)
+	n, err := of.fs.cfg.Content.ReadAt(ctx, of.old, buf, start)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if _, err := of.staging.WriteAt(buf[:n], start); err != nil {
+		return err
+	}
+	of.have[b] = true
+	return nil
+}
+
+// prepareWrite fills the blocks that a write of [off, end) only partly
+// covers; fully covered blocks need nothing. Holds of.mu.
+func (of *openFile) prepareWrite(ctx context.Context, off, end int64) error {
+	if of.old == ([32]byte{}) || off >= end {
+		return nil
+	}
+	first, last := off/lazyBlock, (end-1)/lazyBlock
+	for b := first; b <= last; b++ {
+		bs, be := b*lazyBlock, (b+1)*lazyBlock
+		if off <= bs && end >= be {
+			of.have[b] = true
+			continue
+		}
+		if err := of.fill(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readAt reads the file as written here: staged blocks from staging, the
+// others from the old content. Holds of.mu.
+func (of *openFile) readAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off >= of.size {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), of.size-off)]
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		b := pos / lazyBlock
+		end := min((b+1)*lazyBlock-pos, int64(len(p)-n))
+		q := p[n : n+int(end)]
+		var m int
+		var err error
+		if of.present(b) {
+			m, err = of.staging.ReadAt(q, pos)
+		} else {
+			m, err = of.fs.cfg.Content.ReadAt(ctx, of.old, q, pos)
+		}
+		if m < len(q) {
+			clear(q[m:]) // a hole: zeros
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return n, err
+		}
+		n += len(q)
+	}
+	if int64(n)+off >= of.size {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readerAt adapts readAt for Content.StoreRange.
+type readerAt struct {
+	ctx context.Context
+	of  *openFile
+}
+
+func (r readerAt) ReadAt(p []byte, off int64) (int, error) { return r.of.readAt(r.ctx, p, off) }
 
 // grow moves an in-memory staging copy to a file before it passes
 // memStageMax bytes. Holds of.mu.
@@ -267,22 +396,34 @@ func (of *openFile) truncate(ctx context.Context, size int64) error {
 	if err := of.stage(ctx, size); err != nil {
 		return err
 	}
+	if size == of.size {
+		return nil
+	}
+	lo, hi := min(size, of.size), max(size, of.size)
+	if of.old != ([32]byte{}) {
+		// The block holding the new end keeps its head: fill it first.
+		// Old content past the new end is never valid again.
+		if lo%lazyBlock != 0 {
+			if err := of.fill(ctx, lo/lazyBlock); err != nil {
+				return err
+			}
+		}
+		of.cut = min(of.cut, lo)
+	}
 	if err := of.grow(size); err != nil {
 		return err
 	}
 	if err := of.staging.Truncate(size); err != nil {
 		return err
 	}
-	if of.size != size {
-		of.dirty = true
-	}
 	of.size = size
-	of.dirty = true
+	of.markDirty(lo, hi)
 	return nil
 }
 
 // commit stores unsaved writes: inline in the namespace when small, as
-// chunks otherwise; it returns when both are durable.
+// chunks otherwise (only the changed region of a lazily staged file); it
+// returns when both are durable.
 func (of *openFile) commit(ctx context.Context) error {
 	of.mu.Lock()
 	defer of.mu.Unlock()
@@ -291,12 +432,19 @@ func (of *openFile) commit(ctx context.Context) error {
 	}
 	var c namespace.Content
 	c.Size = of.size
-	if of.size <= of.fs.cfg.InlineMax {
+	switch {
+	case of.size <= of.fs.cfg.InlineMax:
 		c.Inline = make([]byte, of.size)
-		if _, err := of.staging.ReadAt(c.Inline, 0); err != nil && !errors.Is(err, io.EOF) {
+		if _, err := of.readAt(ctx, c.Inline, 0); err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("fs: read staging: %w", err)
 		}
-	} else {
+	case of.old != ([32]byte{}):
+		m, err := of.fs.cfg.Content.StoreRange(ctx, of.old, readerAt{ctx, of}, of.size, of.dirtyStart, of.dirtyEnd)
+		if err != nil {
+			return err
+		}
+		c.Manifest = m
+	default:
 		m, n, err := of.fs.cfg.Content.Store(ctx, io.NewSectionReader(of.staging, 0, of.size))
 		if err != nil {
 			return err
@@ -312,6 +460,11 @@ func (of *openFile) commit(ctx context.Context) error {
 	}
 	of.base = in.Version
 	of.dirty = false
+	of.dirtyStart, of.dirtyEnd = 1<<62, 0
+	if of.old != ([32]byte{}) && c.Manifest != ([32]byte{}) {
+		// Unstaged blocks now come from the new version: same bytes.
+		of.old, of.cut = c.Manifest, of.size
+	}
 	return nil
 }
 
@@ -378,7 +531,7 @@ func (h *Handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.Rea
 	buf := make([]byte, req.Size)
 	h.of.mu.Lock()
 	if h.of.staging != nil {
-		n, err := h.of.staging.ReadAt(buf, req.Offset)
+		n, err := h.of.readAt(ctx, buf, req.Offset)
 		h.of.mu.Unlock()
 		if err != nil && !errors.Is(err, io.EOF) {
 			return errno(h.file.fs.log, "read", err)
@@ -420,7 +573,11 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	if req.FileFlags&fuse.OpenAppend != 0 {
 		off = h.of.size
 	}
-	if err := h.of.grow(off + int64(len(req.Data))); err != nil {
+	end := off + int64(len(req.Data))
+	if err := h.of.grow(end); err != nil {
+		return errno(h.file.fs.log, "write", err)
+	}
+	if err := h.of.prepareWrite(ctx, off, end); err != nil {
 		return errno(h.file.fs.log, "write", err)
 	}
 	n, err := h.of.staging.WriteAt(req.Data, off)
@@ -431,7 +588,7 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 		return errno(h.file.fs.log, "write", err)
 	}
 	h.of.size = max(h.of.size, off+int64(n))
-	h.of.dirty = true
+	h.of.markDirty(off, off+int64(n))
 	resp.Size = n
 	return nil
 }

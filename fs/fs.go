@@ -41,6 +41,9 @@ type Content interface {
 	Store(ctx context.Context, r io.Reader) (manifest [32]byte, size int64, err error)
 	// ReadAt reads like io.ReaderAt from the file with that manifest.
 	ReadAt(ctx context.Context, manifest [32]byte, p []byte, off int64) (int, error)
+	// StoreRange stores a new version of the file at base that differs
+	// only in [dirtyStart, dirtyEnd) (and past base's end), read from r.
+	StoreRange(ctx context.Context, base [32]byte, r io.ReaderAt, size, dirtyStart, dirtyEnd int64) ([32]byte, error)
 }
 
 // Capacity reports the volume's usable bytes for statfs.

@@ -275,6 +275,11 @@ func (c contentAdapter) Store(ctx context.Context, r io.Reader) ([32]byte, int64
 	return a, st.Size, err
 }
 
+func (c contentAdapter) StoreRange(ctx context.Context, base [32]byte, r io.ReaderAt, size, start, end int64) ([32]byte, error) {
+	a, _, err := c.s.PutRange(ctx, addr.Addr(base), r, size, start, end)
+	return a, err
+}
+
 func (c contentAdapter) ReadAt(ctx context.Context, m [32]byte, b []byte, off int64) (int, error) {
 	return c.s.ReadAt(ctx, addr.Addr(m), b, off)
 }

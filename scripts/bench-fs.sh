@@ -10,7 +10,9 @@
 # Everything (peers, mounts, temp dir) is cleaned up on exit, failure or ^C.
 #
 # Environment: SIZE_MB (1024) MiB for the sequential steps, N_SMALL (10000)
-# small files, N_LS (10000) entries for ls/rm, N_VIS (200) visibility probes,
+# small files, N_UNTAR (N_SMALL) files of the Go source tree to untar (the
+# first N regular files of $(go env GOROOT)/src in path order; all of them if
+# N is larger), N_LS (10000) entries for ls/rm, N_VIS (200) visibility probes,
 # STEP_TIMEOUT (600) seconds per command, BENCH_DIR (/tmp) where the temp dir
 # goes, REEF_BIN (bin/reef), LOG_LEVEL (warn) of the peers, KEEP=1 keeps the
 # temp dir (logs) afterwards.
@@ -21,11 +23,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${REEF_BIN:-$root/bin/reef}
 size_mb=${SIZE_MB:-1024}
 n_small=${N_SMALL:-10000}
+n_untar=${N_UNTAR:-$n_small}
 n_ls=${N_LS:-10000}
 n_vis=${N_VIS:-200}
 step_timeout=${STEP_TIMEOUT:-600}
 peers=6
-cmdline="SIZE_MB=$size_mb N_SMALL=$n_small N_LS=$n_ls N_VIS=$n_vis STEP_TIMEOUT=$step_timeout $0${*:+ $*}"
+cmdline="SIZE_MB=$size_mb N_SMALL=$n_small N_UNTAR=$n_untar N_LS=$n_ls N_VIS=$n_vis STEP_TIMEOUT=$step_timeout $0${*:+ $*}"
 
 die() { echo "bench-fs: $*" >&2; exit 1; }
 [ -x "$bin" ] || die "$bin not found: run 'make build' first"
@@ -255,9 +258,11 @@ fsb=$work/fsbench
 # --- inputs --------------------------------------------------------------------
 goroot=$(go env GOROOT)
 head -c $((size_mb << 20)) /dev/urandom >"$work/src"
-tar cf "$work/gosrc.tar" -C "$goroot" src
-tar_files=$(tar tvf "$work/gosrc.tar" | grep -c '^-')
-tar_dirs=$(tar tvf "$work/gosrc.tar" | grep -c '^d')
+(cd "$goroot" && find src -type f | LC_ALL=C sort | awk -v n="$n_untar" 'NR <= n') >"$work/gosrc.list"
+tar cf "$work/gosrc.tar" -C "$goroot" -T "$work/gosrc.list"
+tar_files=$(wc -l <"$work/gosrc.list")
+tar_all=$(find "$goroot/src" -type f | wc -l)
+tar_dirs=$(sed 's,/[^/]*$,,' "$work/gosrc.list" | sort -u | wc -l)
 tar_mb=$(( $(stat -c %s "$work/gosrc.tar") >> 20 ))
 
 # --- the cluster ---------------------------------------------------------------
@@ -298,7 +303,7 @@ echo "# reef: $("$bin" version 2>/dev/null | head -n 1) ($(git -C "$root" rev-pa
 echo "# machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
 echo "# cluster: $peers peers on loopback 127.0.0.1..$peers:$base (gossip $((base + 1))), coding k=4 m=2, one data dir each;"
 echo "#          mount A on peer 1, mount B on peer 2; local baseline in $loc ($(df -T "$loc" | awk 'NR == 2 { print $2 " on " $1 }'), the same disk as the peers' data)"
-echo "# untar source: \$(go env GOROOT)/src = $goroot/src: $tar_files files, $tar_dirs directories, ${tar_mb} MiB tar"
+echo "# untar source: the first $tar_files (of $tar_all) regular files of \$(go env GOROOT)/src = $goroot/src in path order, in $tar_dirs directories: ${tar_mb} MiB tar"
 echo "# page cache drop (echo 3 > /proc/sys/vm/drop_caches) before cold reads: $can_drop"
 echo
 
@@ -449,7 +454,7 @@ step_vis() {
 run_step write "sequential write of $size_mb MiB (dd bs=1M conv=fsync, local then mount A)"
 run_step read "sequential read of $size_mb MiB (dd bs=1M, local then mount B, cold)"
 run_step small "create+write+close of $n_small 4 KiB files (local then mount A)"
-run_step untar "untar of Go's src, $tar_files files (local then mount A)"
+run_step untar "untar of $tar_files files of Go's src (local then mount A)"
 run_step ls "ls -l of a $n_ls-entry directory (local, then mount B, cold)"
 run_step rm "rm -rf of the $n_ls-entry directory (local then mount A)"
 run_step vis "cross-mount visibility, $n_vis probes (A to B)"
@@ -466,12 +471,11 @@ line() {
 	is_failed "$key" && ratio=FAILED
 	row "$label" "${r:-FAILED} ${r:+$unit}" "${l:-FAILED} ${l:+$unit}" "$ratio"
 }
-echo
 row "operation" "reef" "local" "reef/local"
 line write "seq write ${size_mb} MiB (dd bs=1M fsync), A" "MB/s"
 line read "seq read ${size_mb} MiB (dd bs=1M, cold), B" "MB/s"
 line small "create+write+close ${n_small} x 4 KiB, A" "files/s"
-line untar "untar Go src (${tar_files} files), A" "files/s"
+line untar "untar ${tar_files} files of Go src, A" "files/s"
 r=$(get ls.reef); l=$(get ls.local); ratio="-"
 is_failed ls && r=""
 [ -n "$r" ] && [ -n "$l" ] && ratio=$(awk -v r="$(get ls.reef.s)" -v l="$(get ls.local.s)" 'BEGIN { printf "%.2f", l / r }')

@@ -270,3 +270,47 @@ func FuzzDecodeManifest(f *testing.F) {
 		}
 	})
 }
+
+func TestPutRange(t *testing.T) {
+	n := newFakeNet(6)
+	s := newTestStore(t, n, 4, 2)
+	ctx := context.Background()
+	data := randBytes(2<<20, 11)
+	base, _, err := s.PutFile(ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		edit       func([]byte) []byte
+		start, end int64
+	}{
+		{"overwrite middle", func(b []byte) []byte { copy(b[1<<20:], "HELLO"); return b }, 1 << 20, 1<<20 + 5},
+		{"overwrite start", func(b []byte) []byte { b[0] ^= 1; return b }, 0, 1},
+		{"append", func(b []byte) []byte { return append(b, randBytes(100000, 3)...) }, 2 << 20, 2<<20 + 100000},
+		{"truncate", func(b []byte) []byte { return b[:1500000] }, 1500000, 1500000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.edit(bytes.Clone(data))
+			got, st, err := s.PutRange(ctx, base, bytes.NewReader(want), int64(len(want)), tc.start, tc.end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			full, _, err := s.PutFile(ctx, bytes.NewReader(want))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != full {
+				t.Errorf("PutRange gave %s, a full PutFile %s", got.Short(), full.Short())
+			}
+			var out bytes.Buffer
+			if _, err := s.WriteFile(ctx, got, &out); err != nil || !bytes.Equal(out.Bytes(), want) {
+				t.Fatalf("read back: %v", err)
+			}
+			if tc.name == "overwrite middle" && (st.NewChunks > 3 || st.KeptChunks == 0) {
+				t.Errorf("a 5-byte change re-chunked %d chunks, kept %d", st.NewChunks, st.KeptChunks)
+			}
+			t.Logf("%+v", st)
+		})
+	}
+}

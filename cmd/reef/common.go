@@ -108,7 +108,7 @@ func (s sizeFlag) String() string {
 	if s.n == nil || *s.n == 0 {
 		return ""
 	}
-	return humanBytes(*s.n)
+	return strings.ReplaceAll(humanBytes(*s.n), " ", "")
 }
 
 func (s sizeFlag) Set(v string) error {

@@ -39,7 +39,8 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&o.name, "name", "", "peer id on first start (default: a random one, kept in the data directory)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.repairAfter, "repair-after", 10*time.Minute, "rebuild the shards of a peer gone longer than this")
-	fs.Var(sizeFlag{&o.repairRate}, "repair-rate", "bytes per second of repair and rebalance traffic, e.g. 200M (default unlimited)")
+	o.repairRate = 256 << 20
+	fs.Var(sizeFlag{&o.repairRate}, "repair-rate", "bytes per second of repair and rebalance traffic of this peer, so user traffic is not starved (0 = unlimited)")
 	fs.Var(sizeFlag{&o.scrubRate}, "scrub-rate", "bytes per second of the scheduled scrub (default 8M)")
 	fs.DurationVar(&o.scrubEvery, "scrub-every", 24*time.Hour, "time between scheduled scrub passes (0 disables)")
 	fs.DurationVar(&o.maintEvery, "maint-every", 30*time.Second, "time between repair and rebalance passes")
