@@ -87,6 +87,10 @@ type Meta struct {
 // takes no new ones.
 const FlagDraining uint64 = 1
 
+// FlagMounted in Meta.Flags says the peer serves a mount: it wants namespace
+// changes pushed at once (others catch up by anti-entropy).
+const FlagMounted uint64 = 2
+
 // Member is one peer as seen by the local node.
 type Member struct {
 	ID         string    // the peer's stable ID (Config.ID on that peer)

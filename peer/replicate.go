@@ -9,11 +9,15 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/reefproject/reef/api"
+	"github.com/reefproject/reef/membership"
 	"github.com/reefproject/reef/namespace"
 )
 
@@ -109,6 +113,10 @@ func (r *replicator) SyncBarrier(ctx context.Context) error {
 	if err := r.p.ns.Sync(); err != nil {
 		return err
 	}
+	r.mu.Lock()
+	target := r.queued
+	r.mu.Unlock()
+	path := fmt.Sprintf("/v1/ns/fsync?origin=%s&seq=%d", url.QueryEscape(r.p.id), target)
 	ctx, cancel := context.WithTimeout(ctx, nsTimeout)
 	defer cancel()
 	var others []string
@@ -121,7 +129,7 @@ func (r *replicator) SyncBarrier(ctx context.Context) error {
 	acks := make(chan error, len(others))
 	for _, o := range others {
 		go func() {
-			resp, err := r.p.net.request(ctx, http.MethodPost, o, "/v1/ns/fsync", nil)
+			resp, err := r.p.net.request(ctx, http.MethodPost, o, path, nil)
 			if err == nil {
 				if resp.StatusCode != http.StatusOK {
 					err = peerError(resp)
@@ -149,7 +157,21 @@ func (r *replicator) SyncBarrier(ctx context.Context) error {
 	return fmt.Errorf("namespace changes synced on %d other peers, need %d: %s", got, need, strings.Join(errs, "; "))
 }
 
+// handleNSFsync puts every op this peer holds on stable storage, after
+// fetching from the asking peer any of its ops up to seq it lacks.
 func (p *Peer) handleNSFsync(w http.ResponseWriter, r *http.Request) {
+	origin := r.URL.Query().Get("origin")
+	seq, _ := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
+	if origin != "" && p.ns.VersionVector()[origin] < seq {
+		if err := p.pullFrom(r.Context(), origin); err != nil {
+			api.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("fetching %s's changes: %w", origin, err))
+			return
+		}
+		if p.ns.VersionVector()[origin] < seq {
+			api.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("still missing %s's changes up to %d", origin, seq))
+			return
+		}
+	}
 	if err := p.ns.Sync(); err != nil {
 		api.WriteError(w, http.StatusInternalServerError, err)
 		return
@@ -208,26 +230,65 @@ func (r *replicator) run() {
 	}
 }
 
-// push sends ops to every live peer and returns when M of them hold them.
+// push sends ops to the peers that need them now and returns when M of
+// them hold them: every peer that serves a mount (so its users see the
+// change within a round trip) and the M peers that follow this one in id
+// order (so durability does not depend on who mounts). When those cannot
+// give M acks, the remaining live peers are asked too. Peers not pushed to
+// get the ops by anti-entropy within a second or so.
 func (p *Peer) push(ops []namespace.Op) error {
 	body, err := p.ns.EncodeOps(ops)
 	if err != nil {
 		return err
 	}
-	var others []string
+	var ids []string
+	mounted := map[string]bool{}
 	for _, m := range p.node.Live() {
 		if m.ID != p.id {
-			others = append(others, m.ID)
+			ids = append(ids, m.ID)
+			mounted[m.ID] = m.Meta.Flags&membership.FlagMounted != 0
 		}
 	}
-	need := min(p.cfg.M, len(others))
+	need := min(p.cfg.M, len(ids))
 	if p.cfg.M > 0 && need == 0 {
 		return fmt.Errorf("no other live peer to hold the change (need %d)", p.cfg.M)
 	}
-	acks := make(chan error, len(others))
+	// Ring order starting after this peer.
+	sort.Strings(ids)
+	at := sort.SearchStrings(ids, p.id)
+	ring := append(ids[at:len(ids):len(ids)], ids[:at]...)
+	var first, rest []string
+	buddies := 0
+	for _, id := range ring {
+		switch {
+		case mounted[id]:
+			first = append(first, id)
+		case buddies < need:
+			first = append(first, id)
+			buddies++
+		default:
+			rest = append(rest, id)
+		}
+	}
+	got, errs := p.pushTo(first, body, need)
+	if got < need && len(rest) > 0 {
+		more, errs2 := p.pushTo(rest, body, need-got)
+		got += more
+		errs = append(errs, errs2...)
+	}
+	if got >= need {
+		return nil
+	}
+	return fmt.Errorf("change held by %d other peers, need %d: %s", got, need, strings.Join(errs, "; "))
+}
+
+// pushTo sends body to peers in parallel and returns once need of them
+// acknowledged (the others finish in the background) or all answered.
+func (p *Peer) pushTo(peers []string, body []byte, need int) (int, []string) {
+	acks := make(chan error, len(peers))
 	bg, cancel := context.WithTimeout(context.Background(), nsTimeout)
 	var wg sync.WaitGroup
-	for _, o := range others {
+	for _, o := range peers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -237,9 +298,9 @@ func (p *Peer) push(ops []namespace.Op) error {
 	go func() { wg.Wait(); cancel() }()
 	var errs []string
 	got := 0
-	for range others {
+	for range peers {
 		if got >= need {
-			return nil
+			break
 		}
 		if err := <-acks; err != nil {
 			errs = append(errs, err.Error())
@@ -247,10 +308,7 @@ func (p *Peer) push(ops []namespace.Op) error {
 			got++
 		}
 	}
-	if got >= need {
-		return nil
-	}
-	return fmt.Errorf("change held by %d other peers, need %d: %s", got, need, strings.Join(errs, "; "))
+	return got, errs
 }
 
 func (p *Peer) pushOps(ctx context.Context, peer string, body []byte) error {
