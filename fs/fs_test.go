@@ -1,0 +1,206 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+
+	"bazil.org/fuse"
+
+	"github.com/reefproject/reef/namespace"
+)
+
+// memContent is an in-memory Content for unit tests.
+type memContent struct {
+	mu     sync.Mutex // guards the fields below
+	files  map[[32]byte][]byte
+	ranges [][2]int64 // dirty ranges StoreRange was given
+}
+
+func (c *memContent) put(b []byte) [32]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := sha256.Sum256(b)
+	c.files[k] = b
+	return k
+}
+
+func (c *memContent) Store(ctx context.Context, r io.Reader) ([32]byte, int64, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return [32]byte{}, 0, err
+	}
+	return c.put(b), int64(len(b)), nil
+}
+
+func (c *memContent) ReadAt(ctx context.Context, m [32]byte, p []byte, off int64) (int, error) {
+	c.mu.Lock()
+	b := c.files[m]
+	c.mu.Unlock()
+	if off >= int64(len(b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (c *memContent) StoreRange(ctx context.Context, base [32]byte, r io.ReaderAt, size, start, end int64) ([32]byte, error) {
+	b := make([]byte, size)
+	if _, err := r.ReadAt(b, 0); err != nil && err != io.EOF {
+		return [32]byte{}, err
+	}
+	c.mu.Lock()
+	c.ranges = append(c.ranges, [2]int64{start, end})
+	c.mu.Unlock()
+	return c.put(b), nil
+}
+
+func newTestFS(t *testing.T) (*FS, *namespace.Namespace, *memContent) {
+	t.Helper()
+	ns, err := namespace.Open(namespace.Config{Dir: t.TempDir(), Peer: "p1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	mc := &memContent{files: map[[32]byte][]byte{}}
+	f, err := New(Config{Tree: ns, Content: mc, StagingDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, ns, mc
+}
+
+func create(t *testing.T, f *FS, name string) (*File, *Handle) {
+	t.Helper()
+	root, _ := f.Root()
+	n, h, err := root.(*Dir).Create(context.Background(), &fuse.CreateRequest{Name: name, Mode: 0o644}, &fuse.CreateResponse{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.(*File), h.(*Handle)
+}
+
+func write(t *testing.T, h *Handle, off int64, data []byte) {
+	t.Helper()
+	var resp fuse.WriteResponse
+	if err := h.Write(context.Background(), &fuse.WriteRequest{Offset: off, Data: data}, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Size != len(data) {
+		t.Fatalf("wrote %d of %d", resp.Size, len(data))
+	}
+}
+
+func readAll(t *testing.T, h *Handle, size int) []byte {
+	t.Helper()
+	var out []byte
+	for off := 0; off < size; {
+		var resp fuse.ReadResponse
+		if err := h.Read(context.Background(), &fuse.ReadRequest{Offset: int64(off), Size: 128 << 10}, &resp); err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Data) == 0 {
+			break
+		}
+		out = append(out, resp.Data...)
+		off += len(resp.Data)
+	}
+	return out
+}
+
+func TestWriteReadSmallAndBig(t *testing.T) {
+	for _, size := range []int{0, 10, DefaultInlineMax, DefaultInlineMax + 1, 3 << 20} {
+		f, ns, _ := newTestFS(t)
+		file, h := create(t, f, "f")
+		data := make([]byte, size)
+		r := rand.New(rand.NewPCG(uint64(size), 1))
+		for i := range data {
+			data[i] = byte(r.Uint32())
+		}
+		for off := 0; off < size; off += 100000 {
+			write(t, h, int64(off), data[off:min(off+100000, size)])
+		}
+		if err := h.Flush(context.Background(), &fuse.FlushRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		in, _ := ns.GetInode(file.ino)
+		if in.Size != int64(size) || (size <= DefaultInlineMax) != (in.Content.Manifest == [32]byte{}) {
+			t.Errorf("size %d: inode size %d, inline %v", size, in.Size, in.Content.Manifest == [32]byte{})
+		}
+		h.Release(context.Background(), &fuse.ReleaseRequest{})
+		h2, _ := file.Open(context.Background(), &fuse.OpenRequest{Flags: fuse.OpenReadOnly}, &fuse.OpenResponse{})
+		if got := readAll(t, h2.(*Handle), size); !bytes.Equal(got, data) {
+			t.Errorf("size %d: read back %d bytes, differs", size, len(got))
+		}
+	}
+}
+
+func TestLazyOverwriteStoresOnlyTheChange(t *testing.T) {
+	f, _, mc := newTestFS(t)
+	file, h := create(t, f, "big")
+	data := bytes.Repeat([]byte("0123456789abcdef"), 400000) // 6.4 MB
+	write(t, h, 0, data)
+	h.Flush(context.Background(), &fuse.FlushRequest{})
+	h.Release(context.Background(), &fuse.ReleaseRequest{})
+
+	ho, err := file.Open(context.Background(), &fuse.OpenRequest{Flags: fuse.OpenReadWrite}, &fuse.OpenResponse{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = ho.(*Handle)
+	write(t, h, 3000000, []byte("HELLO"))
+	copy(data[3000000:], "HELLO")
+	if got := readAll(t, h, len(data)); !bytes.Equal(got, data) {
+		t.Fatal("read through the lazily staged handle differs")
+	}
+	if err := h.Flush(context.Background(), &fuse.FlushRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(mc.ranges) != 1 || mc.ranges[0] != [2]int64{3000000, 3000005} {
+		t.Errorf("StoreRange dirty ranges = %v, want one [3000000 3000005]", mc.ranges)
+	}
+	// Truncate through setattr on the node (ftruncate arrives there).
+	if err := file.Setattr(context.Background(), &fuse.SetattrRequest{Valid: fuse.SetattrSize, Size: 1000}, &fuse.SetattrResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, h, len(data)); !bytes.Equal(got, data[:1000]) {
+		t.Errorf("after ftruncate: %d bytes", len(got))
+	}
+	h.Release(context.Background(), &fuse.ReleaseRequest{})
+}
+
+func TestUnlinkedOpenFile(t *testing.T) {
+	f, _, _ := newTestFS(t)
+	file, h := create(t, f, "gone")
+	write(t, h, 0, []byte("still here"))
+	h.Flush(context.Background(), &fuse.FlushRequest{})
+	root, _ := f.Root()
+	if err := root.(*Dir).Remove(context.Background(), &fuse.RemoveRequest{Name: "gone"}); err != nil {
+		t.Fatal(err)
+	}
+	var a fuse.Attr
+	if err := file.Attr(context.Background(), &a); err != nil {
+		t.Fatalf("fstat of an unlinked open file: %v", err)
+	}
+	if a.Nlink != 0 || a.Size != 10 {
+		t.Errorf("attr after unlink: nlink %d size %d, want 0 and 10", a.Nlink, a.Size)
+	}
+	if got := readAll(t, h, 10); string(got) != "still here" {
+		t.Errorf("read after unlink = %q", got)
+	}
+	if err := h.Release(context.Background(), &fuse.ReleaseRequest{}); err != nil {
+		t.Errorf("release of an unlinked file: %v", err)
+	}
+	if _, err := root.(*Dir).Lookup(context.Background(), "gone"); err == nil {
+		t.Error("lookup finds an unlinked file")
+	}
+	_ = os.ErrNotExist
+}
