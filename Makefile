@@ -15,13 +15,17 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: build deps run stop status test unit integration vet fmt-check tidy-check bench bench-go bench-e2e bench-fs bench-repair clean
 
 # deps installs what a fresh Debian machine lacks: fuse3 (fusermount) for the
-# mount. Go itself must be on the machine (/usr/local/go).
+# mount, rsync for the tests that copy trees with it. Go itself must be on the
+# machine (/usr/local/go).
 deps:
 	@command -v $(GO) >/dev/null || { echo "make: Go is not installed (want go1.26 at /usr/local/go)"; exit 1; }
-	@if ! command -v fusermount3 >/dev/null && ! command -v fusermount >/dev/null; then \
-		echo "installing fuse3 (fusermount) with apt-get"; \
+	@missing=""; \
+	command -v fusermount3 >/dev/null || command -v fusermount >/dev/null || missing="$$missing fuse3"; \
+	command -v rsync >/dev/null || missing="$$missing rsync"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing with apt-get"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 </dev/null; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing </dev/null; \
 	fi
 	@[ -e /dev/fuse ] || { $(SUDO) modprobe fuse 2>/dev/null || true; }
 

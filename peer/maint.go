@@ -434,6 +434,9 @@ func (m *maint) snapshot() api.RepairStatus {
 	return st
 }
 
+// repairParallel is how many stripes one peer rebuilds at once.
+const repairParallel = 4
+
 // repairJob is one stripe to rebuild.
 type repairJob struct {
 	s       stripe
@@ -461,32 +464,48 @@ func (m *maint) repair(ctx context.Context, dir string, manual bool) error {
 	if lost > 0 && !manual {
 		p.log.Warn("stripes lost (fewer than k shards on live peers)", "count", lost)
 	}
+	// Several stripes at once: a rebuild waits on k reads and a few
+	// fsync'd writes, so one at a time leaves the machine idle.
+	var emu sync.Mutex
 	var errs []string
+	sem := make(chan struct{}, repairParallel)
+	var wg sync.WaitGroup
 	for _, j := range jobs {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			break
 		}
-		n, bytes, err := m.rebuild(ctx, j)
-		m.mu.Lock()
-		m.status.Queue--
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", j.s.e.Addr.Short(), err))
-			if manual {
-				m.plan.Errors = append(m.plan.Errors, err.Error())
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			n, bytes, err := m.rebuild(ctx, j)
+			m.mu.Lock()
+			m.status.Queue--
+			if err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Sprintf("%s: %v", j.s.e.Addr.Short(), err))
+				emu.Unlock()
+				if manual {
+					m.plan.Errors = append(m.plan.Errors, err.Error())
+				}
+			} else {
+				m.status.RepairedChunks++
+				m.status.RepairedShards += int64(n)
+				m.status.RepairedBytes += bytes
+				if manual {
+					m.plan.Rebuilt += n
+				}
 			}
-		} else {
-			m.status.RepairedChunks++
-			m.status.RepairedShards += int64(n)
-			m.status.RepairedBytes += bytes
-			if manual {
-				m.plan.Rebuilt += n
+			m.mu.Unlock()
+			if err == nil {
+				p.metrics.AddRepaired(1, int64(n), bytes)
 			}
-		}
-		m.mu.Unlock()
-		if err == nil {
-			p.metrics.AddRepaired(1, int64(n), bytes)
-		}
-		m.throttle(ctx, bytes, p.cfg.RepairRate)
+			m.throttle(ctx, bytes*repairParallel, p.cfg.RepairRate)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	m.mu.Lock()
 	m.status.Queue = 0
