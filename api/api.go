@@ -223,7 +223,7 @@ type Health struct {
 	ChunksDegraded int           `json:"chunks_degraded"`
 	ChunksLost     int           `json:"chunks_lost"`
 	BytesAtRisk    int64         `json:"bytes_at_risk"`  // bytes in chunks that are not healthy
-	MinRedundancy  int           `json:"min_redundancy"` // fewest further shard losses any chunk survives; -1 if a chunk is lost
+	MinRedundancy  int           `json:"min_redundancy"` // fewest further peer losses any chunk survives; -1 if a chunk is lost
 	Peers          []PeerHealth  `json:"peers,omitempty"`
 	FileDetail     []FileHealth  `json:"file_detail,omitempty"`
 	ChunkDetail    []ChunkHealth `json:"chunk_detail,omitempty"` // for a single file

@@ -337,6 +337,37 @@ func (p *Peer) stripesOf(ctx context.Context, files []fileRef) ([]stripe, []stri
 	return out, errs
 }
 
+// peerRedundancy is how many more peers a stripe survives losing: peers
+// holding two shards of it (a small or degraded cluster) count for two.
+// Worst case: the peers holding the most distinct shards go first.
+func peerRedundancy(held map[int][]string, k int) int {
+	if len(held) < k {
+		return -1
+	}
+	per := map[string]int{}
+	for _, peers := range held {
+		for _, p := range peers {
+			per[p]++
+		}
+	}
+	counts := make([]int, 0, len(per))
+	for _, c := range per {
+		counts = append(counts, c)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(counts)))
+	left, n := len(held), 0
+	for _, c := range counts {
+		// A shard index held by several peers is only lost with all of
+		// them; counting per peer is the pessimistic bound.
+		if left-c < k {
+			break
+		}
+		left -= c
+		n++
+	}
+	return n
+}
+
 func stateOf(present, k, m int) string {
 	switch {
 	case present >= k+m:
@@ -391,7 +422,7 @@ func (p *Peer) health(ctx context.Context, dir string) (api.Health, error) {
 			fh.Lost++
 			h.BytesAtRisk += s.e.Length
 		}
-		if red := present - s.e.K; first || red < h.MinRedundancy {
+		if red := peerRedundancy(census[s.e.Addr], s.e.K); first || red < h.MinRedundancy {
 			h.MinRedundancy = max(red, -1)
 			first = false
 		}

@@ -51,7 +51,7 @@ func runHealthCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fmt.Fprintf(tw, "files\t%d\n", h.Files)
 	fmt.Fprintf(tw, "chunks\t%d total, %d healthy, %d degraded, %d lost\n", h.ChunksTotal, h.ChunksHealthy, h.ChunksDegraded, h.ChunksLost)
 	fmt.Fprintf(tw, "bytes at risk\t%s\n", humanBytes(h.BytesAtRisk))
-	red := fmt.Sprintf("%d more shard losses", h.MinRedundancy)
+	red := fmt.Sprintf("every chunk survives the loss of %d more peers", h.MinRedundancy)
 	if h.MinRedundancy < 0 {
 		red = "none (data lost)"
 	}
