@@ -48,6 +48,7 @@ Try:
   bin/reef put FILE                  # prints the file's address
   bin/reef get ADDRESS -o COPY       # reads it back
   bin/reef status                    # members, usage
+  bin/reef health                    # is every chunk fully redundant?
   kill -9 \$(cat $dir/peer3.pid)      # any 2 of the 6 peers can be lost
   make stop                          # stops the cluster (data stays in $dir)
 TXT
