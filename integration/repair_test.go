@@ -3,7 +3,9 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -135,6 +137,27 @@ func TestReplicaHealth(t *testing.T) {
 		}
 		waitHealthy(t, "repair after the delay", 3*time.Minute)
 		checkData(t)
+		// The repair shows in the peers' Prometheus metrics.
+		var repaired float64
+		for _, p := range peers {
+			if p == victim {
+				continue
+			}
+			body := httpGet(t, "http://"+p.listen+"/metrics")
+			for _, line := range strings.Split(body, "\n") {
+				if strings.HasPrefix(line, "reef_repair_shards_total{") {
+					var v float64
+					fmt.Sscanf(line[strings.LastIndex(line, " ")+1:], "%g", &v)
+					repaired += v
+				}
+			}
+			if !strings.Contains(body, `reef_chunks{`) || !strings.Contains(body, "reef_http_requests_total{") {
+				t.Errorf("%s /metrics lacks reef_chunks or reef_http_requests_total", p.name)
+			}
+		}
+		if repaired == 0 {
+			t.Error("no peer reports repaired shards in reef_repair_shards_total")
+		}
 	})
 
 	t.Run("corrupted shards: scrub finds them, repair restores", func(t *testing.T) {
@@ -222,6 +245,21 @@ func TestReplicaHealth(t *testing.T) {
 		waitHealthy(t, "health after the drained peer left", time.Minute)
 		checkData(t)
 	})
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	return string(b)
 }
 
 func allZeroCorrupt(s string) bool {

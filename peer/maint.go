@@ -132,9 +132,6 @@ func (m *maint) pass(ctx context.Context) {
 	if rerr := m.rebalance(ctx); err == nil {
 		err = rerr
 	}
-	if h, herr := m.p.health(ctx, ""); herr == nil {
-		m.p.metrics.SetHealth(int64(h.ChunksHealthy), int64(h.ChunksDegraded), int64(h.ChunksLost), h.BytesAtRisk)
-	}
 	m.p.metrics.SetRepairQueue(0)
 	m.mu.Lock()
 	if err != nil && ctx.Err() == nil {
@@ -593,9 +590,24 @@ func (m *maint) findWork(ctx context.Context, dir string, manual bool) ([]repair
 	}
 	var jobs []repairJob
 	lost := 0
+	var healthy, degraded, atRisk int64
+	defer func() {
+		if !manual && dir == "" {
+			p.metrics.SetHealth(healthy, degraded, int64(lost), atRisk)
+		}
+	}()
 	for _, s := range stripes {
 		n := s.e.K + s.e.M
 		have := census[s.e.Addr]
+		switch {
+		case len(have) >= n:
+			healthy++
+		case len(have) >= s.e.K:
+			degraded++
+			atRisk += s.e.Length
+		default:
+			atRisk += s.e.Length
+		}
 		if len(have) >= n {
 			continue
 		}
