@@ -35,6 +35,16 @@ func newFakeNet(peers int) *fakeNet {
 	return n
 }
 
+// setDown marks peers down (or up again), under the lock: read-ahead
+// goroutines may still be fetching.
+func (n *fakeNet) setDown(down bool, peers ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range peers {
+		n.down[p] = down
+	}
+}
+
 func (n *fakeNet) members() []placement.Member {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -164,7 +174,7 @@ func TestSurvivesMDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.down["p1"], n.down["p4"] = true, true
+	n.setDown(true, "p1", "p4")
 	var out bytes.Buffer
 	if _, err := s.WriteFile(context.Background(), a, &out); err != nil {
 		t.Fatal(err)
@@ -184,7 +194,7 @@ func TestSurvivesMDown(t *testing.T) {
 			t.Errorf("short ReadAt(%d) error = %v, want io.EOF", off, err)
 		}
 	}
-	n.down["p2"] = true
+	n.setDown(true, "p2")
 	s2 := newTestStore(t, n, 4, 2) // no cache
 	_, err = s2.WriteFile(context.Background(), a, io.Discard)
 	var se *ShardsError
@@ -218,21 +228,19 @@ func TestWriteQuorum(t *testing.T) {
 	n := newFakeNet(6)
 	s := newTestStore(t, n, 4, 2)
 	// With peers down, writes go to the next peers of each ranking.
-	n.down["p0"] = true
+	n.setDown(true, "p0")
 	data := randBytes(100<<10, 3)
 	a, _, err := s.PutFile(context.Background(), bytes.NewReader(data))
 	if err != nil {
 		t.Fatalf("put with one peer down: %v", err)
 	}
-	n.down["p0"] = false
+	n.setDown(false, "p0")
 	var out bytes.Buffer
 	if _, err := s.WriteFile(context.Background(), a, &out); err != nil || !bytes.Equal(out.Bytes(), data) {
 		t.Fatalf("read back after sloppy write: %v", err)
 	}
 	// With 4 of 6 down there are not 6 holders: the write must fail.
-	for _, p := range []string{"p0", "p1", "p2", "p3"} {
-		n.down[p] = true
-	}
+	n.setDown(true, "p0", "p1", "p2", "p3")
 	_, _, err = s.PutFile(context.Background(), bytes.NewReader(randBytes(1000, 4)))
 	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("put with 4 of 6 down: err = %v, want ErrUnavailable", err)
