@@ -17,7 +17,9 @@ start)
 		if running "$pidf"; then continue; fi
 		join=(); [ "$i" -gt 1 ] && join=(--join 127.0.0.1:7401)
 		mnt=()
-		if [ "$i" -le 2 ]; then
+		if [ "$i" -le 2 ] && [ ! -e /dev/fuse ]; then
+			[ "$i" = 1 ] && echo "warning: no /dev/fuse on this machine: starting the peers without mounts" >&2
+		elif [ "$i" -le 2 ]; then
 			m="$dir/mnt$i"; [ "$i" = 1 ] && m="$dir/mnt"
 			fusermount3 -uz "$m" 2>/dev/null || true
 			mkdir -p "$m"; mnt=(--mount "$m")
