@@ -94,7 +94,11 @@ func (p *Peer) handlePutShard(w http.ResponseWriter, r *http.Request) {
 	}
 	// Answer before the body is sent when the shard is here already.
 	if has, err := p.bs.Has(r.Context(), shardKey(k)); err == nil && has {
+		// Flush at once: the client is waiting for this answer (or for
+		// "100 Continue") before it sends the body.
+		w.Header().Set("Connection", "close")
 		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
 		return
 	}
 	if r.ContentLength < 0 || r.ContentLength > store.MaxShard {
