@@ -93,7 +93,6 @@ func (m *maint) run() {
 			continue // membership settles first; the next tick sees it
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		stop := context.AfterFunc(ctx, func() {})
 		go func() {
 			select {
 			case <-m.p.stop:
@@ -106,7 +105,6 @@ func (m *maint) run() {
 			m.scrubPass(ctx, true, m.p.cfg.ScrubRate)
 			scrubNext = time.Now().Add(m.p.cfg.ScrubEvery)
 		}
-		stop()
 		cancel()
 	}
 }
