@@ -14,6 +14,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/reefproject/reef/internal/badgerlog"
 )
 
 // ErrNotFound is returned (possibly wrapped) when a key is not in the store.
@@ -134,7 +136,7 @@ func open(dir string, opts Options, tweak func(*badger.Options)) (*Store, error)
 func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 	return badger.DefaultOptions(dir).
 		WithReadOnly(readOnly).
-		WithLogger(badgerLogger{log}).
+		WithLogger(badgerlog.New(log)).
 		WithSyncWrites(true).
 		WithNumVersionsToKeep(1).
 		WithValueThreshold(1 << 10).
@@ -621,26 +623,3 @@ func (l *keyLocks) unlock(key []byte) {
 	l.mu.Unlock()
 	kl.mu.Unlock()
 }
-
-// badgerLogger adapts a *slog.Logger to badger.Logger.
-type badgerLogger struct{ l *slog.Logger }
-
-func (b badgerLogger) logf(level slog.Level, format string, args ...any) {
-	ctx := context.Background()
-	if !b.l.Enabled(ctx, level) {
-		return
-	}
-	msg := fmt.Sprintf(format, args...)
-	for len(msg) > 0 && msg[len(msg)-1] == '\n' {
-		msg = msg[:len(msg)-1]
-	}
-	b.l.Log(ctx, level, msg, "component", "badger")
-}
-
-func (b badgerLogger) Errorf(format string, args ...any) { b.logf(slog.LevelError, format, args...) }
-
-func (b badgerLogger) Warningf(format string, args ...any) { b.logf(slog.LevelWarn, format, args...) }
-
-func (b badgerLogger) Infof(format string, args ...any) { b.logf(slog.LevelInfo, format, args...) }
-
-func (b badgerLogger) Debugf(format string, args ...any) { b.logf(slog.LevelDebug, format, args...) }

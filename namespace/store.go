@@ -2,7 +2,6 @@ package namespace
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/reefproject/reef/internal/badgerlog"
 )
 
 // Key layout in badger:
@@ -57,7 +58,7 @@ type store struct {
 
 func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, error), lazy bool) (*store, error) {
 	opts := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{log}).
+		WithLogger(badgerlog.New(log)).
 		WithSyncWrites(!lazy).
 		WithNumVersionsToKeep(1).
 		WithCompression(options.None).
@@ -382,26 +383,6 @@ func (s *store) reset() error {
 	}
 	return nil
 }
-
-// badgerLogger adapts a *slog.Logger to badger.Logger.
-type badgerLogger struct{ l *slog.Logger }
-
-func (b badgerLogger) logf(level slog.Level, format string, args ...any) {
-	ctx := context.Background()
-	if !b.l.Enabled(ctx, level) {
-		return
-	}
-	msg := fmt.Sprintf(format, args...)
-	for len(msg) > 0 && msg[len(msg)-1] == '\n' {
-		msg = msg[:len(msg)-1]
-	}
-	b.l.Log(ctx, level, msg, "component", "badger")
-}
-
-func (b badgerLogger) Errorf(format string, args ...any)   { b.logf(slog.LevelError, format, args...) }
-func (b badgerLogger) Warningf(format string, args ...any) { b.logf(slog.LevelWarn, format, args...) }
-func (b badgerLogger) Infof(format string, args ...any)    { b.logf(slog.LevelInfo, format, args...) }
-func (b badgerLogger) Debugf(format string, args ...any)   { b.logf(slog.LevelDebug, format, args...) }
 
 func (s *store) putCompacted(vv map[string]uint64) error {
 	err := s.db.Update(func(txn *badger.Txn) error {

@@ -120,7 +120,8 @@ func (p *Peer) handlePutShard(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("shard header says index %d, path says %d", h.Index, k.Index))
 		return
 	}
-	stored, err := p.putLocal(r.Context(), k, shard)
+	// Has was checked above, before the body was read.
+	stored, err := p.storeLocal(r.Context(), shardKey(k), shard)
 	switch {
 	case errors.Is(err, ErrFull):
 		api.WriteError(w, http.StatusInsufficientStorage, err)

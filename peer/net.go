@@ -226,6 +226,11 @@ func (p *Peer) putLocal(ctx context.Context, k store.ShardKey, shard []byte) (bo
 	if has {
 		return false, nil
 	}
+	return p.storeLocal(ctx, key, shard)
+}
+
+// storeLocal stores a shard known not to be here yet (the caller checked).
+func (p *Peer) storeLocal(ctx context.Context, key, shard []byte) (bool, error) {
 	if used := p.bs.Stats().Bytes; used+int64(len(shard)) > p.cfg.Capacity {
 		return false, fmt.Errorf("%w: %d of %d bytes used", ErrFull, used, p.cfg.Capacity)
 	}

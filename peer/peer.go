@@ -116,7 +116,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		cfg.MaintEvery = 30 * time.Second
 	}
 	p := &Peer{cfg: cfg, id: id, log: cfg.Logger.With("peer", id), stop: make(chan struct{}), metrics: metrics.New(id)}
-	if p.bs, err = blockstore.Open(filepath.Join(cfg.DataDir, "shards"), blockstore.Options{Logger: p.log.With("component", "badger")}); err != nil {
+	if p.bs, err = blockstore.Open(filepath.Join(cfg.DataDir, "shards"), blockstore.Options{Logger: p.log}); err != nil {
 		return nil, fmt.Errorf("peer: %w", err)
 	}
 	if p.cfg.Capacity <= 0 {
