@@ -71,6 +71,10 @@ type Config struct {
 	// AttrValid bounds how long the kernel trusts attributes and entries
 	// without asking (remote changes also invalidate at once); 0 means 1s.
 	AttrValid time.Duration
+	// ObserveOp, when set, is called once per answered FUSE request with
+	// the operation's name, the errno name ("" on success) and how long
+	// the request took (metrics: round trips per file operation).
+	ObserveOp func(op, errno string, d time.Duration)
 }
 
 // DefaultInlineMax is the largest file kept inline in the namespace: 64 KiB.

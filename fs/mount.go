@@ -51,7 +51,11 @@ func (f *FS) Mount(dir string) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount %s: %w", dir, err)
 	}
-	srv := fusefs.New(conn, &fusefs.Config{})
+	scfg := &fusefs.Config{}
+	if f.cfg.ObserveOp != nil {
+		scfg.Debug = newOpWatch(f.cfg.ObserveOp).debug
+	}
+	srv := fusefs.New(conn, scfg)
 	f.server = srv
 	m := &Mount{Dir: dir, fs: f, conn: conn, done: make(chan error, 1)}
 	go func() { m.done <- srv.Serve(f) }()

@@ -56,6 +56,13 @@
 //	                                             op is "put_file", "get_file", "put_chunk", "get_chunk" or "read_at",
 //	                                             result is "ok" or "error"
 //
+// # FUSE mount (ObserveFUSE)
+//
+//	reef_fuse_requests_total{op,errno}        counter    FUSE requests answered by the mount, by operation
+//	                                                     ("Lookup", "Getattr", "Create", "Write", "Getxattr", ...)
+//	                                                     and errno name ("" for success, "ENOENT", ...)
+//	reef_fuse_request_duration_seconds{op}    histogram  time from a request's arrival to its answer
+//
 // # Membership (SetMembers)
 //
 //	reef_members{state}  gauge  members this peer knows, by state: "alive", "suspect", "dead", "left"
@@ -127,6 +134,8 @@ type Metrics struct {
 	rebalanceBytes  prometheus.Counter
 
 	storeOp *prometheus.HistogramVec // op, result
+	fuseOps *prometheus.CounterVec   // op, errno
+	fuseDur *prometheus.HistogramVec // op
 	// storeObs holds the observers for storeOps: [0] result="ok", [1] "error".
 	// Written only in New, read-only afterwards.
 	storeObs map[string]*[2]prometheus.Observer
@@ -222,6 +231,17 @@ func New(peer string) *Metrics {
 		}
 	}
 
+	m.fuseOps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "reef_fuse_requests_total",
+		Help: "FUSE requests answered by this peer's mount, by operation and errno name (empty for success).",
+	}, []string{"op", "errno"})
+	m.fuseDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "reef_fuse_request_duration_seconds",
+		Help:    "Time from a FUSE request's arrival to its answer, by operation.",
+		Buckets: fuseBuckets,
+	}, []string{"op"})
+	r.MustRegister(m.fuseOps, m.fuseDur)
+
 	members := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "reef_members",
 		Help: "Cluster members known to this peer, by state (alive, suspect, dead, left).",
@@ -313,6 +333,18 @@ func (m *Metrics) ObserveStore(op string, seconds float64, err error) {
 		return
 	}
 	m.storeOp.WithLabelValues(op, [2]string{"ok", "error"}[i]).Observe(seconds)
+}
+
+// fuseBuckets are finer than Buckets at the low end: most FUSE requests
+// take tens of microseconds.
+var fuseBuckets = []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1, 5, 30}
+
+// ObserveFUSE records one answered FUSE request in reef_fuse_requests_total
+// and reef_fuse_request_duration_seconds. op and errno come from a small
+// fixed set (the FUSE operations, the errno names).
+func (m *Metrics) ObserveFUSE(op, errno string, d time.Duration) {
+	m.fuseOps.WithLabelValues(op, errno).Inc()
+	m.fuseDur.WithLabelValues(op).Observe(d.Seconds())
 }
 
 // SetMembers sets reef_members{state="alive|suspect|dead|left"}.

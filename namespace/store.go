@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/reefproject/reef/internal/badgerlog"
+	"github.com/reefproject/reef/internal/mapadvise"
 )
 
 // Key layout in badger:
@@ -54,6 +56,7 @@ type store struct {
 	db   *badger.DB
 	seal func([]byte) ([]byte, error)
 	open func([]byte) ([]byte, error)
+	stop chan struct{} // closed by close: ends the map advisor
 }
 
 func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, error), lazy bool) (*store, error) {
@@ -80,10 +83,19 @@ func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, er
 	if open == nil {
 		open = func(b []byte) ([]byte, error) { return b, nil }
 	}
-	return &store{db: db, seal: seal, open: open}, nil
+	st := &store{db: db, seal: seal, open: open, stop: make(chan struct{})}
+	// Each commit would otherwise rewrite a large page-cache folio of the
+	// memtable log; see internal/mapadvise.
+	if err := mapadvise.Watch(dir, 100*time.Millisecond, st.stop); err != nil {
+		log.Warn("namespace: advising the log maps (writes may be amplified)", "err", err)
+	}
+	return st, nil
 }
 
-func (s *store) close() error { return s.db.Close() }
+func (s *store) close() error {
+	close(s.stop)
+	return s.db.Close()
+}
 
 // sync flushes written ops to stable storage.
 func (s *store) sync() error { return s.db.Sync() }

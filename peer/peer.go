@@ -235,6 +235,7 @@ func (p *Peer) startMount(ctx context.Context) error {
 		Sync:       p.repl.SyncBarrier,
 		StagingDir: filepath.Join(p.cfg.DataDir, "staging"),
 		Logger:     p.log.With("component", "fuse"),
+		ObserveOp:  p.metrics.ObserveFUSE,
 	})
 	if err != nil {
 		return fmt.Errorf("peer: %w", err)

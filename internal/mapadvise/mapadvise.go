@@ -1,0 +1,128 @@
+// Package mapadvise stops badger's memory-mapped write-ahead files from
+// multiplying the bytes written to disk.
+//
+// badger appends to its value log (*.vlog) and memtable logs (*.mem)
+// through shared memory maps and makes each commit durable with msync. On
+// kernels whose page cache uses large folios (Linux 6.x on ext4 here), a
+// page faulted in through a map is part of a folio of up to a few hundred
+// KiB, and msync writes back every dirty folio whole: each commit rewrites
+// the partly filled folio at the tail of the log. Measured on this project's
+// CI machine: 64 MiB appended in 256 KiB pieces with msync after each
+// wrote 300 MiB to the device; 64 MiB of 256 KiB badger puts wrote 301 MiB.
+// MADV_RANDOM on the map turns off fault read-ahead, so pages are faulted
+// in one by one and msync writes back only what changed (65 MiB in the same
+// test, as with pwrite+fdatasync).
+//
+// badger does not expose its maps, so Apply finds them in
+// /proc/self/maps by file name: every *.mem map and the newest *.vlog map
+// (the one being appended to) of a directory get MADV_RANDOM; older value
+// logs, which are only read, get MADV_NORMAL back so cold reads keep
+// read-ahead. Watch re-applies this periodically, because badger maps a new
+// file whenever a log fills up. Elsewhere than Linux both are no-ops.
+package mapadvise
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// mapping is one line of /proc/self/maps that names a file.
+type mapping struct {
+	start, end uintptr
+	path       string
+}
+
+// logMaps returns the maps of *.vlog and *.mem files directly in dir.
+func logMaps(maps []byte, dir string) []mapping {
+	dir = filepath.Clean(dir) + "/"
+	var out []mapping
+	sc := bufio.NewScanner(bytes.NewReader(maps))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		// 7f3c1c000000-7f3c2c000000 rw-s 00000000 fd:01 1234   /path/000002.vlog
+		f := strings.Fields(sc.Text())
+		if len(f) < 6 {
+			continue
+		}
+		path := strings.Join(f[5:], " ")
+		if !strings.HasPrefix(path, dir) || strings.Contains(path[len(dir):], "/") {
+			continue
+		}
+		if !strings.HasSuffix(path, ".vlog") && !strings.HasSuffix(path, ".mem") {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		s, err1 := strconv.ParseUint(lo, 16, 64)
+		e, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || e <= s {
+			continue
+		}
+		out = append(out, mapping{start: uintptr(s), end: uintptr(e), path: path})
+	}
+	return out
+}
+
+// advice decides the advice for each map: true is MADV_RANDOM (write
+// tail), false MADV_NORMAL (read-only history).
+func advice(ms []mapping) []bool {
+	newest := ""
+	for _, m := range ms {
+		if strings.HasSuffix(m.path, ".vlog") && filepath.Base(m.path) > filepath.Base(newest) {
+			newest = m.path
+		}
+	}
+	out := make([]bool, len(ms))
+	for i, m := range ms {
+		out[i] = strings.HasSuffix(m.path, ".mem") || m.path == newest
+	}
+	return out
+}
+
+// Apply advises the current maps of dir's badger logs.
+func Apply(dir string) error {
+	if !supported {
+		return nil
+	}
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return err
+	}
+	ms := logMaps(b, dir)
+	for i, random := range advice(ms) {
+		if err := madvise(ms[i].start, ms[i].end-ms[i].start, random); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Watch calls Apply now and then every interval until stop is closed; it
+// returns the first error of the first call (later ones are ignored: a map
+// can vanish between reading the list and advising it).
+func Watch(dir string, interval time.Duration, stop <-chan struct{}) error {
+	if !supported {
+		return nil
+	}
+	err := Apply(dir)
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = Apply(dir)
+			}
+		}
+	}()
+	return err
+}

@@ -1,0 +1,74 @@
+package mapadvise
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+func TestLogMapsAndAdvice(t *testing.T) {
+	maps := []byte(`55d0c0a00000-55d0c0b00000 r-xp 00000000 fd:01 100 /usr/bin/reef
+7f0000000000-7f0010000000 rw-s 00000000 fd:01 200 /data/shards/000001.vlog
+7f0010000000-7f0020000000 rw-s 00000000 fd:01 201 /data/shards/000002.vlog
+7f0020000000-7f0022000000 rw-s 00000000 fd:01 202 /data/shards/00003.mem
+7f0022000000-7f0022100000 r--s 00000000 fd:01 203 /data/shards/000004.sst
+7f0030000000-7f0031000000 rw-s 00000000 fd:01 204 /data/shards/sub/000009.vlog
+7f0040000000-7f0041000000 rw-s 00000000 fd:01 205 /data/shards2/000009.vlog
+7f0050000000-7f0051000000 rw-p 00000000 00:00 0
+bad line
+zz-yy rw-s 00000000 fd:01 206 /data/shards/000003.vlog
+`)
+	ms := logMaps(maps, "/data/shards/")
+	want := []struct {
+		path   string
+		random bool
+	}{
+		{"/data/shards/000001.vlog", false},
+		{"/data/shards/000002.vlog", true},
+		{"/data/shards/00003.mem", true},
+	}
+	if len(ms) != len(want) {
+		t.Fatalf("got %d maps %+v, want %d", len(ms), ms, len(want))
+	}
+	adv := advice(ms)
+	for i, w := range want {
+		if ms[i].path != w.path || adv[i] != w.random {
+			t.Errorf("map %d: %s random=%v, want %s random=%v", i, ms[i].path, adv[i], w.path, w.random)
+		}
+	}
+	if ms[1].start != 0x7f0010000000 || ms[1].end != 0x7f0020000000 {
+		t.Errorf("map 1 range %x-%x", ms[1].start, ms[1].end)
+	}
+}
+
+// TestApply maps a real file named like a badger log and advises it.
+func TestApply(t *testing.T) {
+	if !supported {
+		t.Skip("madvise is only used on Linux")
+	}
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "000001.vlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	b, err := syscall.Mmap(int(f.Fd()), 0, 1<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(b)
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := logMaps(maps, dir); len(got) != 1 {
+		t.Fatalf("found %d maps of %s, want 1", len(got), dir)
+	}
+	if err := Apply(dir); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+}
