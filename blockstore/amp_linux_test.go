@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-
 )
 
 // writeBytes is this process's bytes sent to block devices so far.
