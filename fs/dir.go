@@ -83,6 +83,19 @@ func (d *Dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	return out, nil
 }
 
+// LookupDirent answers a READDIRPLUS entry (see fuse.ReaddirPlus in
+// third_party/bazil.org/fuse): the entry's node, as Lookup finds it now.
+// An entry gone since the listing is sent as a bare name.
+func (d *Dir) LookupDirent(ctx context.Context, de fuse.Dirent) (fusefs.Node, error) {
+	n, err := d.Lookup(ctx, de.Name)
+	if err != nil {
+		return nil, nil
+	}
+	return n, nil
+}
+
+var _ fusefs.HandleDirentLookuper = (*Dir)(nil)
+
 func (d *Dir) attrFor(mode os.FileMode, uid, gid uint32) namespace.Attr {
 	return namespace.Attr{Mode: fromFileMode(mode), Uid: uid, Gid: gid}
 }

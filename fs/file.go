@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"bazil.org/fuse"
@@ -56,12 +57,12 @@ func (f *File) Attr(ctx context.Context, a *fuse.Attr) error {
 	}
 	f.fs.fillAttr(in, a)
 	if of := f.fs.openFile(f.ino); of != nil {
-		of.mu.Lock()
-		if of.staging != nil {
-			a.Size = uint64(of.size)
+		// Not of.mu: a store or fetch can hold it for seconds, and
+		// getattr is served inline (see FS.inline).
+		if n := of.shown.Load(); n > 0 {
+			a.Size = uint64(n - 1)
 			a.Blocks = (a.Size + 511) / 512
 		}
-		of.mu.Unlock()
 	}
 	return nil
 }
@@ -204,6 +205,20 @@ type openFile struct {
 	have       map[int64]bool // blocks (lazyBlock bytes) present in staging
 	dirtyStart int64          // the changed region since the last commit
 	dirtyEnd   int64
+
+	// shown mirrors the staged size for Attr, which must not wait for mu:
+	// size+1 while staging holds the file, 0 when nothing is staged.
+	// Every change of size or staging calls publish.
+	shown atomic.Int64
+}
+
+// publish updates shown. Holds of.mu.
+func (of *openFile) publish() {
+	if of.staging == nil {
+		of.shown.Store(0)
+		return
+	}
+	of.shown.Store(of.size + 1)
 }
 
 // lazyBlock is the unit in which a lazily staged file is filled.
@@ -232,6 +247,7 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 			return err
 		}
 		of.staging, of.size = st, n
+		of.publish()
 		of.old, of.cut, of.have = in.Content.Manifest, n, map[int64]bool{}
 		of.dirty = false
 		if n != in.Size {
@@ -252,6 +268,7 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 		}
 	}
 	of.staging, of.size, of.old = st, n, [32]byte{}
+	of.publish()
 	of.dirty = n != in.Size
 	return nil
 }
@@ -417,6 +434,7 @@ func (of *openFile) truncate(ctx context.Context, size int64) error {
 		return err
 	}
 	of.size = size
+	of.publish()
 	of.markDirty(lo, hi)
 	return nil
 }
@@ -504,6 +522,7 @@ func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) erro
 				return errno(h.file.fs.log, "fallocate", err)
 			}
 			h.of.size, h.of.dirty = end, true
+			h.of.publish()
 		}
 		return nil
 	case fuse.FAllocateKeepSize:
@@ -588,6 +607,7 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 		return errno(h.file.fs.log, "write", err)
 	}
 	h.of.size = max(h.of.size, off+int64(n))
+	h.of.publish()
 	h.of.markDirty(off, off+int64(n))
 	resp.Size = n
 	return nil
@@ -628,6 +648,7 @@ func (h *Handle) release(ctx context.Context) error {
 	if h.of.staging != nil {
 		h.of.staging.Close()
 		h.of.staging = nil
+		h.of.publish()
 	}
 	h.of.mu.Unlock()
 	if errors.Is(err, namespace.ErrNotExist) {
@@ -635,3 +656,13 @@ func (h *Handle) release(ctx context.Context) error {
 	}
 	return err
 }
+
+// Poll answers ENOSYS, after which the kernel answers poll and epoll for
+// every file of the mount itself (always ready, as for a local file)
+// instead of asking here on each open by a program that registers its
+// files with epoll, as every Go program does.
+func (h *Handle) Poll(ctx context.Context, req *fuse.PollRequest, resp *fuse.PollResponse) error {
+	return fuse.Errno(syscall.ENOSYS)
+}
+
+var _ fusefs.HandlePoller = (*Handle)(nil)

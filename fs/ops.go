@@ -1,70 +1,25 @@
 package fs
 
 import (
-	"reflect"
-	"sync"
+	"strconv"
+	"syscall"
 	"time"
 
 	"bazil.org/fuse"
+	"golang.org/x/sys/unix"
 )
 
-// opWatch turns bazil's debug messages into one call of Config.ObserveOp
-// per answered request: the operation ("Lookup", "Getxattr", ...), the
-// errno name ("" on success) and the time from the request's arrival to
-// its answer. bazil exposes requests and answers only through its Debug
-// hook; the answer's fields are read by name, so a renamed field in a
-// future bazil makes the metrics go quiet rather than break the mount.
-type opWatch struct {
-	observe func(op, errno string, d time.Duration)
-	mu      sync.Mutex
-	start   map[fuse.RequestID]time.Time
-}
-
-func newOpWatch(observe func(op, errno string, d time.Duration)) *opWatch {
-	return &opWatch{observe: observe, start: make(map[fuse.RequestID]time.Time)}
-}
-
-func (w *opWatch) debug(msg interface{}) {
-	v := reflect.ValueOf(msg)
-	if v.Kind() != reflect.Struct {
-		return
+// observer adapts Config.ObserveOp to the server's per-request hook
+// (Config.Observe of the patched bazil in third_party): errno names such
+// as "ENOENT", "" for success.
+func observer(observe func(op, errno string, d time.Duration)) func(string, fuse.Errno, time.Duration) {
+	return func(op string, e fuse.Errno, d time.Duration) {
+		name := ""
+		if e != 0 {
+			if name = unix.ErrnoName(syscall.Errno(e)); name == "" {
+				name = "errno" + strconv.Itoa(int(e))
+			}
+		}
+		observe(op, name, d)
 	}
-	switch v.Type().Name() {
-	case "request":
-		r, ok := v.FieldByName("In").Interface().(fuse.Request)
-		if !ok {
-			return
-		}
-		w.mu.Lock()
-		w.start[r.Hdr().ID] = time.Now()
-		w.mu.Unlock()
-	case "response":
-		op, ok1 := field[string](v, "Op")
-		errno, ok2 := field[string](v, "Errno")
-		hdr := v.FieldByName("Request")
-		if !ok1 || !ok2 || !hdr.IsValid() {
-			return
-		}
-		id, ok := field[fuse.RequestID](hdr, "ID")
-		if !ok {
-			return
-		}
-		w.mu.Lock()
-		t0, found := w.start[id]
-		delete(w.start, id)
-		w.mu.Unlock()
-		if found {
-			w.observe(op, errno, time.Since(t0))
-		}
-	}
-}
-
-func field[T any](v reflect.Value, name string) (T, bool) {
-	var zero T
-	f := v.FieldByName(name)
-	if !f.IsValid() || !f.CanInterface() {
-		return zero, false
-	}
-	t, ok := f.Interface().(T)
-	return t, ok
 }

@@ -16,8 +16,28 @@ const (
 	xattrReplace = 2
 )
 
+// unsupportedXattr reports the attribute names reef neither stores nor
+// serves, answered with EOPNOTSUPP: POSIX ACLs (the mount checks mode bits
+// only; an ACL stored but not enforced would mislead) and SELinux labels
+// (a FUSE mount is labelled as a whole, with mount -o context=). The errno
+// matters beyond honesty: ls -l, cp and friends remember per file system
+// that these are unsupported and stop asking, while ENODATA makes them ask
+// again for every file (two round trips per entry of ls -l).
+func unsupportedXattr(name string) bool {
+	switch name {
+	case "system.posix_acl_access", "system.posix_acl_default", "security.selinux":
+		return true
+	}
+	return false
+}
+
+var errXattrUnsupported = fuse.Errno(syscall.EOPNOTSUPP)
+
 // Getxattr reads an extended attribute.
 func (f *FS) getxattr(ctx context.Context, ino namespace.InodeID, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	if unsupportedXattr(req.Name) {
+		return errXattrUnsupported
+	}
 	in, err := f.inode(ino)
 	if err != nil {
 		return errno(f.log, "getxattr", err)
@@ -37,13 +57,18 @@ func (f *FS) listxattr(ctx context.Context, ino namespace.InodeID, req *fuse.Lis
 		return errno(f.log, "listxattr", err)
 	}
 	for name := range in.Xattrs {
-		resp.Append(name)
+		if !unsupportedXattr(name) {
+			resp.Append(name)
+		}
 	}
 	return nil
 }
 
 // Setxattr sets an extended attribute.
 func (f *FS) setxattr(ctx context.Context, ino namespace.InodeID, req *fuse.SetxattrRequest) error {
+	if unsupportedXattr(req.Name) {
+		return errXattrUnsupported
+	}
 	in, err := f.inode(ino)
 	if err != nil {
 		return errno(f.log, "setxattr", err)
@@ -60,6 +85,9 @@ func (f *FS) setxattr(ctx context.Context, ino namespace.InodeID, req *fuse.Setx
 
 // Removexattr removes an extended attribute.
 func (f *FS) removexattr(ctx context.Context, ino namespace.InodeID, req *fuse.RemovexattrRequest) error {
+	if unsupportedXattr(req.Name) {
+		return errXattrUnsupported
+	}
 	return errno(f.log, "removexattr", f.cfg.Tree.RemoveXattr(ctx, ino, req.Name))
 }
 
