@@ -132,11 +132,14 @@ func (f *File) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 	}
 	f.fs.fillAttr(in, &resp.Attr)
 	if of := f.fs.openFile(f.ino); of != nil {
-		of.mu.Lock()
-		if of.staging != nil {
-			resp.Attr.Size = uint64(of.size)
+		if req.Valid.Mtime() || req.Valid.MtimeNow() {
+			mt := in.Mtime
+			of.mtime.Store(&mt)
 		}
-		of.mu.Unlock()
+		// Not of.mu (see Attr): this is served inline.
+		if n := of.shown.Load(); n > 0 {
+			resp.Attr.Size = uint64(n - 1)
+		}
 	}
 	return nil
 }
@@ -210,6 +213,12 @@ type openFile struct {
 	// size+1 while staging holds the file, 0 when nothing is staged.
 	// Every change of size or staging calls publish.
 	shown atomic.Int64
+
+	// mtime is an explicit modification time (utimens, futimens) set
+	// since the last write, nil if none. Storing the content sets the
+	// mtime to the time of the store, so commit sets this one again:
+	// tar and rsync set times on the open file before closing it.
+	mtime atomic.Pointer[int64]
 }
 
 // publish updates shown. Holds of.mu.
@@ -476,6 +485,12 @@ func (of *openFile) commit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if mt := of.mtime.Load(); mt != nil {
+		ch := namespace.AttrChange{Mask: namespace.SetMtime, Mtime: *mt}
+		if in, err = of.fs.cfg.Tree.SetAttr(ctx, of.ino, ch); err != nil {
+			return err
+		}
+	}
 	of.base = in.Version
 	of.dirty = false
 	of.dirtyStart, of.dirtyEnd = 1<<62, 0
@@ -608,6 +623,7 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	}
 	h.of.size = max(h.of.size, off+int64(n))
 	h.of.publish()
+	h.of.mtime.Store(nil) // a write after utimens makes the mtime now again
 	h.of.markDirty(off, off+int64(n))
 	resp.Size = n
 	return nil

@@ -131,7 +131,7 @@ func (m *Mount) Close() error {
 // wake-up (about 100 µs on a 2-vCPU VM), more than most of these take.
 // Content reads and writes, flush, fsync, release of files (which may
 // store), truncation, statfs and user.reef.health stay on goroutines.
-func (f *FS) inline(req fuse.Request, node fusefs.Node) bool {
+func (f *FS) inline(req fuse.Request, _ fusefs.Node) bool {
 	switch r := req.(type) {
 	case *fuse.LookupRequest, *fuse.ForgetRequest, *fuse.BatchForgetRequest,
 		*fuse.InterruptRequest, *fuse.ReadlinkRequest, *fuse.ListxattrRequest,
@@ -147,17 +147,9 @@ func (f *FS) inline(req fuse.Request, node fusefs.Node) bool {
 	case *fuse.ReleaseRequest:
 		return r.Dir
 	case *fuse.GetattrRequest:
-		return !f.busyFile(node)
+		return true // File.Attr never waits for an open file's lock
 	case *fuse.SetattrRequest:
-		return !r.Valid.Size() && !f.busyFile(node)
+		return !r.Valid.Size() // truncation may fetch content
 	}
 	return false
-}
-
-// busyFile reports whether node is a file open on this mount: its state
-// lock can be held across a store, so requests touching it wait on a
-// goroutine of their own.
-func (f *FS) busyFile(node fusefs.Node) bool {
-	file, ok := node.(*File)
-	return ok && f.openFile(file.ino) != nil
 }

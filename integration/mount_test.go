@@ -386,6 +386,86 @@ func TestFileSemantics(t *testing.T) {
 		copy(want[10<<20:], "MIDDLE")
 		seeOnB(t, "large", want)
 	})
+	t.Run("times set on an open file survive its close", func(t *testing.T) {
+		// tar and rsync set mtimes (futimens/utimensat) before close;
+		// storing the content at close must not reset them.
+		past := time.Date(2020, 2, 3, 4, 5, 6, 0, time.UTC)
+		name := filepath.Join(A, "timed")
+		f, err := os.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write([]byte("content written before the times are set"))
+		if err := os.Chtimes(name, past, past); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// A write after the times were set makes the mtime current again.
+		later := filepath.Join(A, "timed-then-written")
+		g, err := os.Create(later)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(later, past, past); err != nil {
+			t.Fatal(err)
+		}
+		g.Write([]byte("written after"))
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []string{A, B} {
+			waitFor(t, "mtime of timed on "+m, 10*time.Second, func() (bool, string) {
+				fi, err := os.Stat(filepath.Join(m, "timed"))
+				if err != nil {
+					return false, err.Error()
+				}
+				if !fi.ModTime().Equal(past) {
+					return false, fmt.Sprintf("mtime %v, want %v", fi.ModTime(), past)
+				}
+				return true, ""
+			})
+			waitFor(t, "mtime of timed-then-written on "+m, 10*time.Second, func() (bool, string) {
+				fi, err := os.Stat(filepath.Join(m, "timed-then-written"))
+				if err != nil {
+					return false, err.Error()
+				}
+				if fi.ModTime().Before(time.Now().Add(-time.Hour)) {
+					return false, fmt.Sprintf("mtime %v: the write after utimens did not update it", fi.ModTime())
+				}
+				return true, ""
+			})
+		}
+		if _, err := exec.LookPath("tar"); err != nil {
+			return
+		}
+		// tar x: the extracted files carry the archive's mtimes.
+		srcDir := t.TempDir()
+		for i := range 20 {
+			p := filepath.Join(srcDir, fmt.Sprintf("f%02d", i))
+			os.WriteFile(p, bytes.Repeat([]byte{byte(i)}, 1000*i), 0o640)
+			os.Chtimes(p, past.Add(time.Duration(i)*time.Hour), past.Add(time.Duration(i)*time.Hour))
+		}
+		archive := filepath.Join(t.TempDir(), "t.tar")
+		run(t, "tar", "-cf", archive, "-C", srcDir, ".")
+		os.Mkdir(filepath.Join(A, "untarred"), 0o755)
+		run(t, "tar", "-xf", archive, "-C", filepath.Join(A, "untarred"))
+		for i := range 20 {
+			want := past.Add(time.Duration(i) * time.Hour)
+			rel := fmt.Sprintf("untarred/f%02d", i)
+			waitFor(t, "mtime of "+rel+" on B", 10*time.Second, func() (bool, string) {
+				fi, err := os.Stat(filepath.Join(B, rel))
+				if err != nil {
+					return false, err.Error()
+				}
+				if !fi.ModTime().Equal(want) || fi.Mode().Perm() != 0o640 {
+					return false, fmt.Sprintf("mtime %v mode %v, want %v 0640", fi.ModTime(), fi.Mode().Perm(), want)
+				}
+				return true, ""
+			})
+		}
+	})
 	t.Run("mkdir rmdir ENOTEMPTY", func(t *testing.T) {
 		os.MkdirAll(filepath.Join(A, "dd", "x"), 0o755)
 		err := syscall.Rmdir(filepath.Join(A, "dd"))
