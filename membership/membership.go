@@ -149,6 +149,7 @@ const (
 	gossipToTheDead   = 15 * time.Second
 	deadReclaimTime   = 5 * time.Second
 	refreshInterval   = 250 * time.Millisecond
+	listRefresh       = 20 * time.Millisecond
 	updateTimeout     = time.Second
 	defaultLeaveWait  = time.Second
 	retention         = time.Hour
@@ -164,6 +165,7 @@ const (
 type Node struct {
 	id         string
 	gossipAddr string
+	listed     atomic.Int64 // UnixNano of the last refresh by list
 	log        *slog.Logger
 	ml         *memberlist.Memberlist
 	seeds      []string
@@ -524,7 +526,13 @@ func (n *Node) Live() []Member {
 }
 
 func (n *Node) list(liveOnly bool) []Member {
-	n.refresh()
+	// Every data-plane request lists the members; refreshing from
+	// memberlist at most every listRefresh keeps that cheap, and is far
+	// below gossip's own detection times.
+	if now := time.Now().UnixNano(); now-n.listed.Load() > int64(listRefresh) {
+		n.listed.Store(now)
+		n.refresh()
+	}
 	n.mu.Lock()
 	out := make([]Member, 0, len(n.members))
 	for _, m := range n.members {
