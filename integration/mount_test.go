@@ -466,6 +466,64 @@ func TestFileSemantics(t *testing.T) {
 			})
 		}
 	})
+	t.Run("readdir of 100k entries", func(t *testing.T) {
+		const n = 100000
+		dir := filepath.Join(A, "big")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// mknod makes regular files without open/close barriers.
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n; i += 4 {
+					if err := syscall.Mknod(filepath.Join(dir, fmt.Sprintf("entry-%06d", i)), syscall.S_IFREG|0o644, 0); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []string{A, B} {
+			var names []string
+			waitFor(t, "100k entries on "+m, 60*time.Second, func() (bool, string) {
+				es, err := os.ReadDir(filepath.Join(m, "big"))
+				if err != nil {
+					return false, err.Error()
+				}
+				names = names[:0]
+				for _, e := range es {
+					names = append(names, e.Name())
+				}
+				return len(names) == n, fmt.Sprintf("%d entries", len(names))
+			})
+			sort.Strings(names)
+			for i, name := range names {
+				if want := fmt.Sprintf("entry-%06d", i); name != want {
+					t.Fatalf("%s: entry %d is %q, want %q", m, i, name, want)
+				}
+			}
+		}
+		// ls -l (READDIRPLUS: names with attributes) lists every entry.
+		out, err := exec.Command("ls", "-l", filepath.Join(B, "big")).Output()
+		if err != nil {
+			t.Fatalf("ls -l: %v", err)
+		}
+		if lines := bytes.Count(out, []byte("\n")); lines != n+1 {
+			t.Errorf("ls -l printed %d lines, want %d (total + entries)", lines, n+1)
+		}
+		if !bytes.Contains(out, []byte("-rw-r--r-- 1 ")) {
+			t.Errorf("ls -l shows no regular file entry with mode and link count:\n%.300s", out)
+		}
+	})
 	t.Run("mkdir rmdir ENOTEMPTY", func(t *testing.T) {
 		os.MkdirAll(filepath.Join(A, "dd", "x"), 0o755)
 		err := syscall.Rmdir(filepath.Join(A, "dd"))
