@@ -63,6 +63,12 @@
 //	                                                     and errno name ("" for success, "ENOENT", ...)
 //	reef_fuse_request_duration_seconds{op}    histogram  time from a request's arrival to its answer
 //
+// # Namespace replication (ObserveNS)
+//
+//	reef_ns_seconds{op}  histogram  "push": a batch of this peer's namespace ops until m other peers
+//	                                hold it (what close and fsync wait for); "apply": applying a batch
+//	                                pushed by another peer
+//
 // # Membership (SetMembers)
 //
 //	reef_members{state}  gauge  members this peer knows, by state: "alive", "suspect", "dead", "left"
@@ -135,6 +141,7 @@ type Metrics struct {
 
 	storeOp *prometheus.HistogramVec // op, result
 	fuseOps *prometheus.CounterVec   // op, errno
+	nsOp    *prometheus.HistogramVec // op
 	fuseDur *prometheus.HistogramVec // op
 	// storeObs holds the observers for storeOps: [0] result="ok", [1] "error".
 	// Written only in New, read-only afterwards.
@@ -241,6 +248,12 @@ func New(peer string) *Metrics {
 		Buckets: fuseBuckets,
 	}, []string{"op"})
 	r.MustRegister(m.fuseOps, m.fuseDur)
+	m.nsOp = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "reef_ns_seconds",
+		Help:    "Namespace replication: push (a batch of this peer's ops until m others hold it), apply (a batch pushed by another peer).",
+		Buckets: fuseBuckets,
+	}, []string{"op"})
+	r.MustRegister(m.nsOp)
 
 	members := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "reef_members",
@@ -345,6 +358,12 @@ var fuseBuckets = []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2
 func (m *Metrics) ObserveFUSE(op, errno string, d time.Duration) {
 	m.fuseOps.WithLabelValues(op, errno).Inc()
 	m.fuseDur.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// ObserveNS records one namespace replication step ("push" or "apply")
+// in reef_ns_seconds.
+func (m *Metrics) ObserveNS(op string, d time.Duration) {
+	m.nsOp.WithLabelValues(op).Observe(d.Seconds())
 }
 
 // SetMembers sets reef_members{state="alive|suspect|dead|left"}.

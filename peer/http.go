@@ -30,6 +30,7 @@ func (p *Peer) routes() http.Handler {
 	mux.HandleFunc("GET /v1/shards/{addr}", in("list_shards", p.peerOnly(p.handleListShards)))
 	mux.Handle("GET /metrics", p.metrics.Handler())
 	mux.HandleFunc("POST /v1/ns/ops", in("ns_ops", p.peerOnly(p.handleOps)))
+	mux.HandleFunc("GET "+streamPath, p.peerOnly(p.handleStream)) // not wrapped: taken over (see stream.go)
 	mux.HandleFunc("POST /v1/ns/sync", in("ns_sync", p.peerOnly(p.handleSync)))
 	mux.HandleFunc("POST /v1/ns/fsync", p.peerOnly(p.handleNSFsync))
 	mux.HandleFunc("GET /v1/ns/snapshot", p.peerOnly(p.handleSnapshot))
@@ -43,6 +44,7 @@ func (p *Peer) routes() http.Handler {
 	mux.HandleFunc("/v1/drain", p.clientOnly(p.handleDrain))
 	mux.HandleFunc("/debug/pprof/", p.clientOnly(pprof.Index))
 	mux.HandleFunc("/debug/pprof/profile", p.clientOnly(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/trace", p.clientOnly(pprof.Trace))
 	return mux
 }
 

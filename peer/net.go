@@ -42,8 +42,9 @@ func shardKey(k store.ShardKey) []byte {
 // shardNet implements store.Net: shards for this peer go to the local
 // blockstore, others over HTTP with pooled keep-alive connections.
 type shardNet struct {
-	p      *Peer
-	client *http.Client
+	p       *Peer
+	client  *http.Client
+	streams streamPool // namespace pushes (stream.go)
 }
 
 var _ store.Net = (*shardNet)(nil)

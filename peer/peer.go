@@ -78,6 +78,8 @@ type Peer struct {
 	repl    *replicator
 	maint   *maint
 	metrics *metrics.Metrics
+	streams streamSet // connections served as streams (stream.go)
+	inbox   *inbox    // pushed namespace ops (inbox.go)
 	mount   *fs.Mount
 
 	stop      chan struct{}
@@ -143,6 +145,12 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		p.bs.Close()
 		return nil, fmt.Errorf("peer: %w", err)
 	}
+	if p.inbox, err = openInbox(filepath.Join(cfg.DataDir, "inbox.log"), p.ns, p.log.With("component", "namespace")); err != nil {
+		p.ns.Close()
+		p.ln.Close()
+		p.bs.Close()
+		return nil, err
+	}
 	st := p.bs.Stats()
 	p.node, err = membership.Start(ctx, membership.Config{
 		ID:        id,
@@ -162,6 +170,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		},
 	})
 	if err != nil {
+		p.inbox.close()
 		p.ns.Close()
 		p.ln.Close()
 		p.bs.Close()
@@ -181,6 +190,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	})
 	if err != nil {
 		p.node.Shutdown()
+		p.inbox.close()
 		p.ns.Close()
 		p.ln.Close()
 		p.bs.Close()
@@ -342,8 +352,12 @@ func (p *Peer) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("peer: http shutdown: %w", err))
 			p.srv.Close()
 		}
+		p.streams.closeAll() // taken over from the server: Shutdown does not see them
 		p.wg.Wait()
 		if err := p.node.Shutdown(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := p.inbox.close(); err != nil {
 			errs = append(errs, err)
 		}
 		if err := p.ns.Close(); err != nil {

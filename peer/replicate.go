@@ -60,6 +60,7 @@ type replicator struct {
 	lastErr error  // why the last batch did not reach its quorum
 	closed  bool
 	waiters int  // Barrier calls waiting for acks
+	pushing bool // a batch is in flight (one at a time keeps acked in order)
 	due     bool // the queued ops have lingered long enough
 	timer   *time.Timer
 }
@@ -111,9 +112,6 @@ func (r *replicator) readyLocked() bool {
 func (r *replicator) Barrier(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, nsTimeout)
 	defer cancel()
-	r.mu.Lock()
-	target := r.queued
-	r.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() {
 		r.mu.Lock()
 		r.wake.Broadcast()
@@ -122,9 +120,10 @@ func (r *replicator) Barrier(ctx context.Context) error {
 	defer stop()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	target := r.queued
 	r.waiters++
 	defer func() { r.waiters-- }()
-	r.wake.Broadcast() // the queue need not linger: someone waits
+	tried := false
 	for r.acked < target && !r.closed {
 		if ctx.Err() != nil {
 			if r.lastErr != nil {
@@ -132,12 +131,52 @@ func (r *replicator) Barrier(ctx context.Context) error {
 			}
 			return fmt.Errorf("namespace change not replicated: %w", ctx.Err())
 		}
+		if !r.pushing && len(r.queue) > 0 && !tried {
+			// Push on this goroutine: waking the sender and being woken
+			// by it again would cost two thread hand-offs per close.
+			// After a failure the sender retries with backoff.
+			if r.pushLocked() != nil {
+				tried = true
+			}
+			continue
+		}
+		r.wake.Broadcast() // the sender: the queue need not linger
 		r.wake.Wait()
 	}
 	if r.acked < target {
 		return errors.New("namespace change not replicated: peer is shutting down")
 	}
 	return nil
+}
+
+// pushLocked pushes the next batch (at most syncBatch ops) and records the
+// outcome. Called with r.mu held and no push in flight; r.mu is released
+// during the push and held again on return.
+func (r *replicator) pushLocked() error {
+	r.pushing = true
+	batch := r.queue[:min(len(r.queue), syncBatch)]
+	r.mu.Unlock()
+	t0 := time.Now()
+	err := r.p.push(batch)
+	r.p.metrics.ObserveNS("push", time.Since(t0))
+	r.mu.Lock()
+	r.pushing = false
+	if err == nil {
+		top := uint64(0)
+		for _, op := range batch {
+			top = max(top, op.Seq)
+		}
+		r.queue = r.queue[len(batch):]
+		r.acked = max(r.acked, top)
+		r.lastErr = nil
+		if len(r.queue) > 0 {
+			r.armLocked() // what came in during the push lingers afresh
+		}
+	} else {
+		r.lastErr = err
+	}
+	r.wake.Broadcast()
+	return err
 }
 
 // SyncBarrier is Barrier for fsync(2): it also asks the live peers to put
@@ -199,6 +238,10 @@ func (r *replicator) SyncBarrier(ctx context.Context) error {
 func (p *Peer) handleNSFsync(w http.ResponseWriter, r *http.Request) {
 	origin := r.URL.Query().Get("origin")
 	seq, _ := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
+	if err := p.inbox.drain(nsTimeout); err != nil {
+		api.WriteError(w, http.StatusServiceUnavailable, err)
+		return
+	}
 	if origin != "" && p.ns.VersionVector()[origin] < seq {
 		if err := p.pullFrom(r.Context(), origin); err != nil {
 			api.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("fetching %s's changes: %w", origin, err))
@@ -228,45 +271,26 @@ func (r *replicator) run() {
 	backoff := 100 * time.Millisecond
 	for {
 		r.mu.Lock()
-		for !r.readyLocked() && !r.closed {
+		for (!r.readyLocked() || r.pushing) && !r.closed {
 			r.wake.Wait()
 		}
 		if r.closed {
 			r.mu.Unlock()
 			return
 		}
-		batch := r.queue[:min(len(r.queue), syncBatch)]
+		err := r.pushLocked()
 		r.mu.Unlock()
-
-		err := r.p.push(batch)
-
-		r.mu.Lock()
 		if err == nil {
-			top := uint64(0)
-			for _, op := range batch {
-				top = max(top, op.Seq)
-			}
-			r.queue = r.queue[len(batch):]
-			r.acked = max(r.acked, top)
-			r.lastErr = nil
 			backoff = 100 * time.Millisecond
-			if len(r.queue) > 0 {
-				r.armLocked() // what came in during the push lingers afresh
-			}
-		} else {
-			r.lastErr = err
+			continue
 		}
-		r.wake.Broadcast()
-		r.mu.Unlock()
-		if err != nil {
-			r.p.log.Warn("namespace replication", "err", err)
-			select {
-			case <-r.p.stop:
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
+		r.p.log.Warn("namespace replication", "err", err)
+		select {
+		case <-r.p.stop:
+			return
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
@@ -352,6 +376,13 @@ func (p *Peer) pushTo(peers []string, body []byte, need int) (int, []string) {
 }
 
 func (p *Peer) pushOps(ctx context.Context, peer string, body []byte) error {
+	err := p.net.streamCall(ctx, peer, frameOps, body)
+	if !errors.Is(err, errNoStream) {
+		if err != nil {
+			return fmt.Errorf("%s: %w", peer, err)
+		}
+		return nil
+	}
 	resp, err := p.net.request(ctx, http.MethodPost, peer, "/v1/ns/ops", body)
 	if err != nil {
 		return fmt.Errorf("%s: %w", peer, err)
@@ -369,13 +400,8 @@ func (p *Peer) handleOps(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusBadRequest, err)
 		return
 	}
-	ops, err := p.ns.DecodeOps(b)
-	if err != nil {
+	if err := p.applyOps(b); err != nil {
 		api.WriteError(w, http.StatusBadRequest, err)
-		return
-	}
-	if _, err := p.ns.ApplyRemote(ops); err != nil {
-		api.WriteError(w, http.StatusInternalServerError, err)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
