@@ -202,6 +202,12 @@ type openFile struct {
 	dirty   bool  // staging differs from what the namespace holds
 	base    namespace.Timestamp
 
+	// Write-behind (writebehind.go): seq says the staging copy holds
+	// exactly the bytes appended since it was created empty; while it
+	// does, wb (once the file passes streamMin) stores them as they come.
+	seq bool
+	wb  *writeBehind
+
 	// Lazy staging of a big chunked file.
 	old        [32]byte       // manifest the unchanged blocks come from; zero: staging holds everything
 	cut        int64          // old content is valid below this offset only
@@ -258,7 +264,7 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 		of.staging, of.size = st, n
 		of.publish()
 		of.old, of.cut, of.have = in.Content.Manifest, n, map[int64]bool{}
-		of.dirty = false
+		of.dirty, of.seq = false, false
 		if n != in.Size {
 			of.markDirty(n, in.Size)
 		}
@@ -279,6 +285,7 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 	of.staging, of.size, of.old = st, n, [32]byte{}
 	of.publish()
 	of.dirty = n != in.Size
+	of.seq = n == 0
 	return nil
 }
 
@@ -425,6 +432,7 @@ func (of *openFile) truncate(ctx context.Context, size int64) error {
 	if size == of.size {
 		return nil
 	}
+	of.breakSeq()
 	lo, hi := min(size, of.size), max(size, of.size)
 	if of.old != ([32]byte{}) {
 		// The block holding the new end keeps its head: fill it first.
@@ -459,6 +467,9 @@ func (of *openFile) commit(ctx context.Context) error {
 	}
 	var c namespace.Content
 	c.Size = of.size
+	if of.size <= of.fs.cfg.InlineMax || of.old != ([32]byte{}) {
+		of.dropStream()
+	}
 	switch {
 	case of.size <= of.fs.cfg.InlineMax:
 		c.Inline = make([]byte, of.size)
@@ -472,6 +483,14 @@ func (of *openFile) commit(ctx context.Context) error {
 		}
 		c.Manifest = m
 	default:
+		m, streamed, err := of.takeStream(ctx)
+		if err != nil {
+			return err
+		}
+		if streamed {
+			c.Manifest = m
+			break
+		}
 		m, n, err := of.fs.cfg.Content.Store(ctx, io.NewSectionReader(of.staging, 0, of.size))
 		if err != nil {
 			return err
@@ -530,6 +549,7 @@ func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) erro
 			return errno(h.file.fs.log, "fallocate", err)
 		}
 		if end > h.of.size {
+			h.of.breakSeq()
 			if err := h.of.grow(end); err != nil {
 				return errno(h.file.fs.log, "fallocate", err)
 			}
@@ -547,6 +567,7 @@ func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) erro
 			return errno(h.file.fs.log, "fallocate", err)
 		}
 		if start := int64(req.Offset); start < h.of.size {
+			h.of.breakSeq()
 			zero := make([]byte, min(end, h.of.size)-start)
 			if _, err := h.of.staging.WriteAt(zero, start); err != nil {
 				return errno(h.file.fs.log, "fallocate", err)
@@ -608,6 +629,9 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 		off = h.of.size
 	}
 	end := off + int64(len(req.Data))
+	if off != h.of.size {
+		h.of.breakSeq()
+	}
 	if err := h.of.grow(end); err != nil {
 		return errno(h.file.fs.log, "write", err)
 	}
@@ -616,6 +640,7 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	}
 	n, err := h.of.staging.WriteAt(req.Data, off)
 	if err != nil {
+		h.of.breakSeq()
 		if errors.Is(err, syscall.ENOSPC) {
 			return fuse.Errno(syscall.ENOSPC)
 		}
@@ -625,6 +650,7 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	h.of.publish()
 	h.of.mtime.Store(nil) // a write after utimens makes the mtime now again
 	h.of.markDirty(off, off+int64(n))
+	h.of.appended(req.Data[:n])
 	resp.Size = n
 	return nil
 }
@@ -661,6 +687,7 @@ func (h *Handle) release(ctx context.Context) error {
 	}
 	err := h.of.commit(ctx)
 	h.of.mu.Lock()
+	h.of.dropStream()
 	if h.of.staging != nil {
 		h.of.staging.Close()
 		h.of.staging = nil

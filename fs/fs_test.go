@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -20,7 +21,13 @@ type memContent struct {
 	mu     sync.Mutex // guards the fields below
 	files  map[[32]byte][]byte
 	ranges [][2]int64 // dirty ranges StoreRange was given
+	stores int        // Store calls that returned a manifest
+	// failAfter, when > 0, makes Store fail once it has read that many
+	// bytes, without reading the rest (as store.PutFile does).
+	failAfter int64
 }
+
+var errFakeStore = errors.New("fake store: write failed")
 
 func (c *memContent) put(b []byte) [32]byte {
 	c.mu.Lock()
@@ -31,11 +38,27 @@ func (c *memContent) put(b []byte) [32]byte {
 }
 
 func (c *memContent) Store(ctx context.Context, r io.Reader) ([32]byte, int64, error) {
+	c.mu.Lock()
+	fail := c.failAfter
+	c.mu.Unlock()
+	if fail > 0 {
+		if _, err := io.CopyN(io.Discard, r, fail); err != nil {
+			return [32]byte{}, 0, err
+		}
+		return [32]byte{}, 0, errFakeStore
+	}
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return [32]byte{}, 0, err
 	}
-	return c.put(b), int64(len(b)), nil
+	if err := ctx.Err(); err != nil {
+		return [32]byte{}, 0, err
+	}
+	k := c.put(b)
+	c.mu.Lock()
+	c.stores++
+	c.mu.Unlock()
+	return k, int64(len(b)), nil
 }
 
 func (c *memContent) ReadAt(ctx context.Context, m [32]byte, p []byte, off int64) (int, error) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/reefproject/reef/addr"
 )
@@ -17,6 +18,10 @@ type fileIndex struct {
 	entries   []Entry
 	offsets   []int64 // offsets[i] is where entries[i] starts
 	manifests []Entry // the root and indirect manifests' own stripes
+
+	// next is where the last ReadAt of this file ended: a read starting
+	// near it continues a sequential scan, which gets a deeper read-ahead.
+	next atomic.Int64
 }
 
 func (ix *fileIndex) find(off int64) int {
@@ -81,6 +86,14 @@ type flightCall[V any] struct {
 	done chan struct{}
 	val  V
 	err  error
+}
+
+// pending reports whether a fetch of k is under way.
+func (f *flight[K, V]) pending(k K) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.calls[k]
+	return ok
 }
 
 func (f *flight[K, V]) do(k K, fn func() (V, error)) (V, error) {
@@ -206,18 +219,42 @@ func (s *Store) ReadAt(ctx context.Context, a addr.Addr, p []byte, off int64) (i
 		n += copy(p[n:], b[off+int64(n)-ix.offsets[i]:])
 		i++
 	}
-	s.readAhead(ix, i, 2)
+	s.readAhead(ix, i, s.aheadFor(ix, off, int64(n)))
 	if n < len(p) {
 		return n, io.EOF
 	}
 	return n, nil
 }
 
+// Read-ahead depths in chunks: any read fetches the next randomAhead
+// chunks; a read that continues the previous one (a sequential scan, as the
+// kernel's 128 KiB FUSE reads of `cp` or `dd` are) fetches Config.Parallel
+// chunks ahead, like WriteFile keeps that many in flight. The kernel's own
+// read-ahead on a FUSE mount is only 128 KiB, so without a deep read-ahead
+// here each chunk's fetch latency would stall the reader.
+const (
+	randomAhead = 2
+	// seqSlack is how far from the previous read's end a read may start
+	// and still count as sequential: asynchronous FUSE reads arrive a little
+	// out of order.
+	seqSlack = 4 << 20
+)
+
+// aheadFor returns the read-ahead depth for a read of n bytes at off and
+// records where it ended.
+func (s *Store) aheadFor(ix *fileIndex, off, n int64) int {
+	prev := ix.next.Swap(off + n)
+	if off == 0 || (off >= prev-seqSlack && off <= prev+seqSlack) {
+		return max(s.cfg.Parallel, randomAhead)
+	}
+	return randomAhead
+}
+
 // readAhead fetches up to count chunks from index i in the background.
 func (s *Store) readAhead(ix *fileIndex, i, count int) {
 	for j := i; j < i+count && j < len(ix.entries); j++ {
 		e := ix.entries[j]
-		if _, ok := s.cache.chunks.get(e.Addr); ok {
+		if _, ok := s.cache.chunks.get(e.Addr); ok || s.cache.cf.pending(e.Addr) {
 			continue
 		}
 		go func() {

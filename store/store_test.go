@@ -322,3 +322,24 @@ func TestPutRange(t *testing.T) {
 		})
 	}
 }
+
+func TestReadAheadDepth(t *testing.T) {
+	s := newTestStore(t, newFakeNet(6), 4, 2)
+	ix := &fileIndex{}
+	steps := []struct {
+		off, n int64
+		want   int
+	}{
+		{0, 128 << 10, s.cfg.Parallel},         // a read from the start
+		{128 << 10, 128 << 10, s.cfg.Parallel}, // continues it
+		{384 << 10, 128 << 10, s.cfg.Parallel}, // a little out of order
+		{100 << 20, 4096, randomAhead},         // a jump
+		{50 << 20, 4096, randomAhead},          // and back
+		{50<<20 + 4096, 4096, s.cfg.Parallel},  // sequential again
+	}
+	for _, st := range steps {
+		if got := s.aheadFor(ix, st.off, st.n); got != st.want {
+			t.Errorf("aheadFor(off %d, n %d) = %d, want %d", st.off, st.n, got, st.want)
+		}
+	}
+}
