@@ -291,8 +291,23 @@ func (f *FS) setattr(ctx context.Context, ino namespace.InodeID, req *fuse.Setat
 		ch.Mask |= namespace.SetMtime
 		ch.Mtime = req.Mtime.UnixNano()
 	}
+	// Owner and mode set to what they are already (tar and cp -a chown
+	// every file to its current owner) change nothing: no replicated op.
+	if ch.Mask&(namespace.SetMode|namespace.SetUid|namespace.SetGid) != 0 {
+		if in, err := f.inode(ino); err == nil {
+			if ch.Mask&namespace.SetMode != 0 && ch.Mode == in.Mode {
+				ch.Mask &^= namespace.SetMode
+			}
+			if ch.Mask&namespace.SetUid != 0 && ch.Uid == in.Uid {
+				ch.Mask &^= namespace.SetUid
+			}
+			if ch.Mask&namespace.SetGid != 0 && ch.Gid == in.Gid {
+				ch.Mask &^= namespace.SetGid
+			}
+		}
+	}
 	if ch.Mask == 0 {
-		return f.cfg.Tree.GetInode(ino)
+		return f.inode(ino)
 	}
 	return f.cfg.Tree.SetAttr(ctx, ino, ch)
 }
