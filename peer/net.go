@@ -25,6 +25,7 @@ import (
 // is bounded in size.
 const (
 	dialTimeout  = 3 * time.Second
+	expectMin    = 128 << 10 // shard bodies above this ask "100-continue" first
 	shardTimeout = 30 * time.Second
 	listTimeout  = 5 * time.Second
 	maxListBody  = 64 << 10
@@ -93,9 +94,12 @@ func (n *shardNet) request(ctx context.Context, method, peer, path string, body 
 	req.Header.Set(api.TokenHeader, n.p.cfg.Keys.PeerToken())
 	if body != nil {
 		req.ContentLength = int64(len(body))
-		if strings.HasPrefix(path, "/v1/shard/") {
+		if strings.HasPrefix(path, "/v1/shard/") && len(body) > expectMin {
 			// A peer that holds the shard already answers before the
-			// body is sent: dedup costs no transfer.
+			// body is sent: dedup costs no transfer. Smaller bodies are
+			// sent at once: the extra round trip would cost more than
+			// sending them again (small files store two one-chunk
+			// stripes, data then manifest, one after the other).
 			req.Header.Set("Expect", "100-continue")
 		}
 	}
