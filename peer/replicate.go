@@ -82,7 +82,12 @@ func (r *replicator) enqueue(ctx context.Context, ops []namespace.Op) error {
 	for _, op := range ops {
 		r.queued = max(r.queued, op.Seq)
 	}
-	r.wake.Broadcast()
+	if r.readyLocked() {
+		// Only then: the linger timer and Barrier wake the sender
+		// otherwise, and a needless wake-up costs this goroutine (a FUSE
+		// request) its turn on the CPU.
+		r.wake.Broadcast()
+	}
 	return nil
 }
 
