@@ -583,7 +583,14 @@ func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) erro
 // Read reads from this mount's unsaved copy if there is one, else from the
 // stored content.
 func (h *Handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
-	buf := make([]byte, req.Size)
+	// The server hands in a buffer of the request's size: reuse it rather
+	// than allocate (and zero) another 128 KiB per request.
+	buf := resp.Data[:0]
+	if cap(buf) >= req.Size {
+		buf = buf[:req.Size]
+	} else {
+		buf = make([]byte, req.Size)
+	}
 	h.of.mu.Lock()
 	if h.of.staging != nil {
 		n, err := h.of.readAt(ctx, buf, req.Offset)

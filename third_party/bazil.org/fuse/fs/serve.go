@@ -460,6 +460,7 @@ type Config struct {
 // Config may be nil.
 func New(conn *fuse.Conn, config *Config) *Server {
 	s := &Server{
+		work:         make(chan fuse.Request),
 		conn:         conn,
 		req:          map[fuse.RequestID]*serveRequest{},
 		nodeRef:      map[Node]fuse.NodeID{},
@@ -484,6 +485,7 @@ type Server struct {
 	debug   func(msg interface{})
 	context func(ctx context.Context, req fuse.Request) context.Context
 	inline  func(req fuse.Request, node Node) bool
+	work    chan fuse.Request // idle workers wait here (reef patch)
 	observe func(op string, errno fuse.Errno, d time.Duration)
 
 	// set once at Serve time
@@ -549,12 +551,37 @@ func (s *Server) Serve(fs FS) error {
 			continue
 		}
 		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serve(req)
-		}()
+		select {
+		case s.work <- req: // an idle worker takes it (reef patch)
+		default:
+			go s.worker(req)
+		}
 	}
 	return nil
+}
+
+// workerIdle is how long a worker goroutine waits for another request
+// before it exits. (reef patch)
+const workerIdle = 10 * time.Second
+
+// worker serves req, then further requests handed to it through s.work
+// until it has been idle for workerIdle. Reusing goroutines saves creating
+// one per request and, above all, growing its stack again each time:
+// handleRequest needs more than a new goroutine's stack, and the copying
+// cost 5-8% of a mount's CPU in sequential reads and writes. (reef patch)
+func (s *Server) worker(req fuse.Request) {
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		s.serve(req)
+		s.wg.Done()
+		t.Reset(workerIdle)
+		select {
+		case req = <-s.work:
+		case <-t.C:
+			return
+		}
+	}
 }
 
 // peekNode returns the node a request is for, or nil. (reef patch)
