@@ -32,8 +32,9 @@ import (
 // File: records of [4-byte length][4-byte CRC-32C][sealed ops as pushed].
 // At start every intact record is applied again (ApplyRemote skips ops it
 // holds), a torn tail is ignored (it was never acknowledged), and the file
-// is emptied. While running, the file is emptied whenever everything in it
-// has been applied and it has grown past inboxTrim.
+// is emptied. While running, a file past inboxTrim is emptied once
+// everything in it is applied, or, if pushes never pause, moved aside to
+// path.old (replayed first at start) and removed once applied.
 type inbox struct {
 	ns   *namespace.Namespace
 	log  *slog.Logger
@@ -46,17 +47,20 @@ type inbox struct {
 	pending  [][]byte         // records appended and not yet applied
 	ops      [][]namespace.Op // their decoded ops
 	appended uint64           // batches appended so far
+	rotated  uint64           // batches in path.old (0: none); it goes once all are applied
 	applied  uint64           // batches applied so far
 	closed   bool
 	done     chan struct{}
 }
 
 const (
-	inboxTrim      = 4 << 20 // empty the file when all is applied and it is this big
 	inboxMaxRecord = maxOpsBody
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// inboxTrim: the file is emptied (or moved aside) once it is this big.
+var inboxTrim int64 = 4 << 20
 
 // openInbox replays dir's inbox file into ns, empties it and starts the
 // applier.
@@ -77,7 +81,20 @@ func openInbox(path string, ns *namespace.Namespace, log *slog.Logger) (*inbox, 
 
 // replay applies every intact record of the file.
 func (in *inbox) replay() error {
-	f, err := os.Open(in.path)
+	for _, p := range []string{in.path + ".old", in.path} {
+		if err := in.replayFile(p); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(in.path + ".old"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("peer: inbox: %w", err)
+	}
+	return nil
+}
+
+// replayFile applies every intact record of one file.
+func (in *inbox) replayFile(path string) error {
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -183,6 +200,40 @@ func (in *inbox) rewriteLocked() {
 	}
 }
 
+// trimLocked keeps the file small: emptied when all is applied; under a
+// stream that never pauses, moved aside to path.old (a new file takes the
+// appends) and deleted once everything in it is applied.
+func (in *inbox) trimLocked() {
+	if in.rotated > 0 && in.applied >= in.rotated {
+		if err := os.Remove(in.path + ".old"); err != nil {
+			in.log.Warn("inbox: removing the applied old file", "err", err)
+		}
+		in.rotated = 0
+	}
+	if in.size <= inboxTrim {
+		return
+	}
+	if len(in.pending) == 0 {
+		in.rewriteLocked()
+		return
+	}
+	if in.rotated > 0 {
+		return // the previous old file still holds unapplied records
+	}
+	if err := os.Rename(in.path, in.path+".old"); err != nil {
+		in.log.Warn("inbox: moving the file aside", "err", err)
+		return
+	}
+	f, err := os.OpenFile(in.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		// Appends go on into the renamed file; replay reads it.
+		in.log.Error("inbox: new file", "err", err)
+		return
+	}
+	in.f.Close()
+	in.f, in.size, in.rotated = f, 0, in.appended
+}
+
 // run applies queued batches until close.
 func (in *inbox) run() {
 	defer close(in.done)
@@ -209,9 +260,7 @@ func (in *inbox) run() {
 			in.ops = in.ops[len(batches):]
 			in.pending = in.pending[len(batches):]
 			in.applied += uint64(len(batches))
-			if len(in.pending) == 0 && in.size > inboxTrim {
-				in.rewriteLocked()
-			}
+			in.trimLocked()
 		}
 		in.cond.Broadcast()
 		closed := in.closed

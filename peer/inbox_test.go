@@ -129,3 +129,61 @@ func TestInboxReplay(t *testing.T) {
 		})
 	}
 }
+
+// Under pushes that never pause, a big file is moved aside (the appends go
+// to a new one) and removed once all its records are applied; a start in
+// between replays both.
+func TestInboxRotation(t *testing.T) {
+	batches := originBatches(t, 6)
+	path := filepath.Join(t.TempDir(), "inbox.log")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No applier goroutine: the test plays its part.
+	in := &inbox{ns: openNS(t, "r1"), log: slog.New(slog.DiscardHandler), path: path, f: f, done: make(chan struct{})}
+	in.cond = sync.NewCond(&in.mu)
+	defer f.Close()
+	saved := inboxTrim
+	inboxTrim = 1
+	defer func() { inboxTrim = saved }()
+	for _, b := range batches[:3] {
+		if err := in.add(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in.mu.Lock()
+	in.trimLocked() // 3 pending: rotate
+	in.mu.Unlock()
+	if _, err := os.Stat(path + ".old"); err != nil {
+		t.Fatalf("no old file after rotation: %v", err)
+	}
+	for _, b := range batches[3:] {
+		if err := in.add(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A start now replays both files.
+	ns2 := openNS(t, "r2")
+	in2 := &inbox{ns: ns2, log: slog.New(slog.DiscardHandler), path: path}
+	if err := in2.replayFile(path + ".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := in2.replayFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := ns2.VersionVector()["origin"]; got != 6 {
+		t.Errorf("replay of both files holds origin's ops up to %d, want 6", got)
+	}
+	// Everything applied: the old file goes, the current one is emptied.
+	in.mu.Lock()
+	in.applied, in.pending, in.ops = in.appended, nil, nil
+	in.trimLocked()
+	in.mu.Unlock()
+	if _, err := os.Stat(path + ".old"); !os.IsNotExist(err) {
+		t.Errorf("old file still there after all was applied: %v", err)
+	}
+	if fi, _ := os.Stat(path); fi.Size() != 0 {
+		t.Errorf("inbox file %d bytes after all was applied, want 0", fi.Size())
+	}
+}
