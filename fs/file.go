@@ -73,6 +73,11 @@ func (f *File) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 	if err != nil {
 		return nil, errno(f.fs.log, "open", err)
 	}
+	// The kernel may keep the file's cached pages across opens: every
+	// change from another peer invalidates them (FS.invalidate), and
+	// changes made here go through the cache. Without this each open
+	// dropped them and re-read the file.
+	resp.Flags |= fuse.OpenKeepCache
 	return f.openHandle(in, !req.Flags.IsReadOnly()), nil
 }
 

@@ -12,6 +12,8 @@ import (
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
+
+	"github.com/reefproject/reef/namespace"
 )
 
 // Mount is a mounted volume.
@@ -169,7 +171,7 @@ func (m *Mount) Close() error {
 // wake-up (about 100 µs on a 2-vCPU VM), more than most of these take.
 // Content reads and writes, flush, fsync, release of files (which may
 // store), truncation, statfs and user.reef.health stay on goroutines.
-func (f *FS) inline(req fuse.Request, _ fusefs.Node) bool {
+func (f *FS) inline(req fuse.Request, _ fusefs.Node, handle fusefs.Handle) bool {
 	switch r := req.(type) {
 	case *fuse.LookupRequest, *fuse.ForgetRequest, *fuse.BatchForgetRequest,
 		*fuse.InterruptRequest, *fuse.ReadlinkRequest, *fuse.ListxattrRequest,
@@ -181,7 +183,16 @@ func (f *FS) inline(req fuse.Request, _ fusefs.Node) bool {
 	case *fuse.GetxattrRequest:
 		return r.Name != HealthXattr
 	case *fuse.ReadRequest:
-		return r.Dir
+		if r.Dir {
+			return true
+		}
+		// A file whose content lives in the namespace and is not staged
+		// here: the read is a copy from memory.
+		h, ok := handle.(*Handle)
+		return ok && h.of.shown.Load() == 0 && f.inlineContent(h.file.ino)
+	case *fuse.FlushRequest:
+		h, ok := handle.(*Handle)
+		return ok && !h.write // a read-only handle has nothing to store
 	case *fuse.ReleaseRequest:
 		return r.Dir
 	case *fuse.GetattrRequest:
@@ -190,4 +201,10 @@ func (f *FS) inline(req fuse.Request, _ fusefs.Node) bool {
 		return !r.Valid.Size() // truncation may fetch content
 	}
 	return false
+}
+
+// inlineContent reports whether ino's content lives in the namespace.
+func (f *FS) inlineContent(ino namespace.InodeID) bool {
+	in, err := f.cfg.Tree.GetInode(ino)
+	return err == nil && in.Content.Manifest == ([32]byte{})
 }

@@ -4,7 +4,8 @@
 #
 # Starts a 6-peer loopback cluster (k=4, m=2) in a fresh temp dir; peer 1
 # mounts the volume at A, peer 2 at B. Measures: sequential write (A) and a
-# cold read (B), create+write+close of many 4 KiB files, untar of the Go
+# cold read (B), create+write+close of many 4 KiB files and their cold read
+# back (B), untar of the Go
 # standard library source, a cold `ls -l` of a big directory (B), `rm -rf` of
 # it (A), and how long a file created through A takes to appear through B.
 # Everything (peers, mounts, temp dir) is cleaned up on exit, failure or ^C.
@@ -122,6 +123,7 @@ cat >"$work/helper/main.go" <<'EOF'
 //
 //	fsbench small DIR N SIZE        creates DIR and N files of SIZE random bytes in it (create, write, close)
 //	fsbench count DIR               prints the number of entries of DIR (readdir only, no stat)
+//	fsbench readall DIR N           reads every file of DIR (open, read, close); fails unless there are N of SIZE 4096
 //	fsbench visible A B N TIMEOUT   N times: creates a new file in A, polls for it in B (stat, 1 ms sleep);
 //	                                prints p50, p99 and max ms from A's close to B's first successful stat
 package main
@@ -144,13 +146,15 @@ func main() {
 		err = small(os.Args[2], atoi(os.Args[3]), atoi(os.Args[4]))
 	case len(os.Args) == 3 && os.Args[1] == "count":
 		err = count(os.Args[2])
+	case len(os.Args) == 4 && os.Args[1] == "readall":
+		err = readall(os.Args[2], atoi(os.Args[3]))
 	case len(os.Args) == 6 && os.Args[1] == "visible":
 		var d time.Duration
 		if d, err = time.ParseDuration(os.Args[5]); err == nil {
 			err = visible(os.Args[2], os.Args[3], atoi(os.Args[4]), d)
 		}
 	default:
-		err = fmt.Errorf("usage: fsbench small DIR N SIZE | count DIR | visible A B N TIMEOUT")
+		err = fmt.Errorf("usage: fsbench small DIR N SIZE | count DIR | readall DIR N | visible A B N TIMEOUT")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fsbench:", err)
@@ -191,6 +195,31 @@ func small(dir string, n, size int) error {
 		rng.Read(buf) // distinct content per file: no dedup shortcut
 		if err := writeFile(filepath.Join(dir, fmt.Sprintf("f%06d", i)), buf); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func readall(dir string, n int) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if len(names) != n {
+		return fmt.Errorf("%d entries in %s, want %d", len(names), dir, n)
+	}
+	for _, name := range names {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		if len(b) != 4096 {
+			return fmt.Errorf("%s: %d bytes, want 4096", name, len(b))
 		}
 	}
 	return nil
@@ -396,6 +425,17 @@ step_small() {
 	[ "$got" = "$n_small" ] || { echo "bench-fs:   WRONG RESULT: $got entries in $mA/small, want $n_small" >&2; return 1; }
 }
 
+# step_readsmall reads the small files back, cold: local, then through B.
+step_readsmall() {
+	drop_caches
+	timed "$fsb" readall "$loc/small" "$n_small"
+	put readsmall.local "$(rate "$n_small" "$elapsed")"
+	wait_for "the $n_small small files on B" 30 bash -c '[ "$("$0" count "$1")" = "$2" ]' "$fsb" "$mB/small" "$n_small" || return 1
+	drop_caches
+	timed "$fsb" readall "$mB/small" "$n_small"
+	put readsmall.reef "$(rate "$n_small" "$elapsed")"
+}
+
 step_untar() {
 	mkdir "$loc/untar" "$mA/untar"
 	timed tar xf "$work/gosrc.tar" -C "$loc/untar"
@@ -454,6 +494,7 @@ step_vis() {
 run_step write "sequential write of $size_mb MiB (dd bs=1M conv=fsync, local then mount A)"
 run_step read "sequential read of $size_mb MiB (dd bs=1M, local then mount B, cold)"
 run_step small "create+write+close of $n_small 4 KiB files (local then mount A)"
+run_step readsmall "read back of the $n_small 4 KiB files (local, then mount B, cold)"
 run_step untar "untar of $tar_files files of Go's src (local then mount A)"
 run_step ls "ls -l of a $n_ls-entry directory (local, then mount B, cold)"
 run_step rm "rm -rf of the $n_ls-entry directory (local then mount A)"
@@ -475,6 +516,7 @@ row "operation" "reef" "local" "reef/local"
 line write "seq write ${size_mb} MiB (dd bs=1M fsync), A" "MB/s"
 line read "seq read ${size_mb} MiB (dd bs=1M, cold), B" "MB/s"
 line small "create+write+close ${n_small} x 4 KiB, A" "files/s"
+line readsmall "read back ${n_small} x 4 KiB (cold), B" "files/s"
 line untar "untar ${tar_files} files of Go src, A" "files/s"
 r=$(get ls.reef); l=$(get ls.local); ratio="-"
 is_failed ls && r=""
