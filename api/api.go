@@ -216,8 +216,9 @@ func WriteJSON(w http.ResponseWriter, v any) {
 // sees it: a chunk is healthy with all k+m shards on live peers, degraded
 // with k..k+m-1, lost below k.
 type Health struct {
-	Scope          string        `json:"scope"` // "cluster" or the path asked for
-	Files          int           `json:"files"`
+	Scope          string        `json:"scope"`        // "cluster" or the path asked for
+	Files          int           `json:"files"`        // files stored as chunks
+	InlineFiles    int           `json:"inline_files"` // small files kept in the namespace, on every peer
 	ChunksTotal    int           `json:"chunks_total"`
 	ChunksHealthy  int           `json:"chunks_healthy"`
 	ChunksDegraded int           `json:"chunks_degraded"`

@@ -16,6 +16,8 @@ import (
 
 // health is the subset of `reef health --json` the tests read.
 type health struct {
+	Files          int   `json:"files"`
+	InlineFiles    int   `json:"inline_files"`
 	ChunksTotal    int   `json:"chunks_total"`
 	ChunksHealthy  int   `json:"chunks_healthy"`
 	ChunksDegraded int   `json:"chunks_degraded"`
@@ -85,6 +87,12 @@ func TestReplicaHealth(t *testing.T) {
 		writeRandom(t, filepath.Join(src, name), 100<<20, uint64(50+i))
 		run(t, "cp", filepath.Join(src, name), filepath.Join(mnt, name))
 	}
+	// Small files live in the namespace; health counts them apart.
+	for i := range 3 {
+		if err := os.WriteFile(filepath.Join(mnt, fmt.Sprintf("note%d.txt", i)), []byte("small"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	checkData := func(t *testing.T) {
 		t.Helper()
 		for i := range 2 {
@@ -107,6 +115,9 @@ func TestReplicaHealth(t *testing.T) {
 	h0 := waitHealthy(t, "initial health", 30*time.Second)
 	if h0.ChunksTotal < 150 {
 		t.Fatalf("200 MiB gave only %d chunks", h0.ChunksTotal)
+	}
+	if h0.Files != 2 || h0.InlineFiles != 3 {
+		t.Errorf("health counts %d chunked and %d inline files, want 2 and 3", h0.Files, h0.InlineFiles)
 	}
 
 	victim := peers[5]

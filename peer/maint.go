@@ -151,22 +151,34 @@ type fileRef struct {
 // files lists the chunked files under the entry at dir (a file or a
 // directory), each inode once.
 func (p *Peer) files(dir string) ([]fileRef, error) {
+	out, _, err := p.filesAndInline(dir)
+	return out, err
+}
+
+// filesAndInline is files, and also counts the files whose content lives
+// inline in the namespace (on every peer, so never short of copies).
+func (p *Peer) filesAndInline(dir string) ([]fileRef, int, error) {
 	root, err := p.ns.Resolve(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
+		return nil, 0, fmt.Errorf("%s: %w", dir, err)
 	}
 	var out []fileRef
+	inline := 0
 	seen := map[namespace.InodeID]bool{}
 	add := func(e namespace.Entry, path string) {
-		if e.Inode.Type != namespace.File || seen[e.Inode.ID] || e.Inode.Content.Manifest == ([32]byte{}) {
+		if e.Inode.Type != namespace.File || seen[e.Inode.ID] {
 			return
 		}
 		seen[e.Inode.ID] = true
+		if e.Inode.Content.Manifest == ([32]byte{}) {
+			inline++
+			return
+		}
 		out = append(out, fileRef{path: path, size: e.Inode.Size, manifest: addr.Addr(e.Inode.Content.Manifest)})
 	}
 	if root.Inode.Type != namespace.Dir {
 		add(root, dir)
-		return out, nil
+		return out, inline, nil
 	}
 	type item struct {
 		node namespace.NodeID
@@ -189,7 +201,7 @@ func (p *Peer) files(dir string) ([]fileRef, error) {
 			}
 		}
 	}
-	return out, nil
+	return out, inline, nil
 }
 
 // census maps every stripe address to the shard indexes live peers hold,
@@ -382,10 +394,11 @@ func (p *Peer) health(ctx context.Context, dir string) (api.Health, error) {
 		scope = path.Clean("/" + dir)
 		h.Scope = scope
 	}
-	files, err := p.files(scope)
+	files, inline, err := p.filesAndInline(scope)
 	if err != nil {
 		return h, err
 	}
+	h.InlineFiles = inline
 	census, _, err := p.census(ctx)
 	if err != nil {
 		return h, err
