@@ -589,7 +589,7 @@ func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) erro
 // stored content.
 func (h *Handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
 	// The server hands in a buffer of the request's size: reuse it rather
-	// than allocate (and zero) another 128 KiB per request.
+	// than allocate (and zero) another one (up to 1 MiB) per request.
 	buf := resp.Data[:0]
 	if cap(buf) >= req.Size {
 		buf = buf[:req.Size]

@@ -212,7 +212,7 @@ func initMount(c *Conn, conf *mountConfig) error {
 	}
 	c.proto = proto
 
-	c.flags = r.Flags & (InitBigWrites | InitParallelDirOps | conf.initFlags)
+	c.flags = r.Flags & (InitBigWrites | InitParallelDirOps | InitMaxPages | conf.initFlags)
 	s := &initResponse{
 		Library:             proto,
 		MaxReadahead:        conf.maxReadahead,
@@ -220,6 +220,9 @@ func initMount(c *Conn, conf *mountConfig) error {
 		MaxBackground:       conf.maxBackground,
 		CongestionThreshold: conf.congestionThreshold,
 		MaxWrite:            maxWrite,
+	}
+	if c.flags&InitMaxPages != 0 { // (reef patch)
+		s.MaxPages = uint16(maxWrite / syscall.Getpagesize())
 	}
 	r.Respond(s)
 	return nil
@@ -1436,6 +1439,8 @@ type initResponse struct {
 	// Maximum size of a single write operation.
 	// Linux enforces a minimum of 4 KiB.
 	MaxWrite uint32
+	// Maximum pages per read or write request, with InitMaxPages. (reef patch)
+	MaxPages uint16
 }
 
 func (r *initResponse) String() string {
@@ -1453,6 +1458,7 @@ func (r *initRequest) Respond(resp *initResponse) {
 	out.MaxBackground = resp.MaxBackground
 	out.CongestionThreshold = resp.CongestionThreshold
 	out.MaxWrite = resp.MaxWrite
+	out.MaxPages = resp.MaxPages // (reef patch)
 
 	// MaxWrite larger than our receive buffer would just lead to
 	// errors on large writes.
