@@ -203,8 +203,12 @@ func (f *FS) inline(req fuse.Request, _ fusefs.Node, handle fusefs.Handle) bool 
 	return false
 }
 
-// inlineContent reports whether ino's content lives in the namespace.
+// inlineContent reports whether ino's content lives in the namespace,
+// without copying it when the tree can say so (namespace.Namespace can).
 func (f *FS) inlineContent(ino namespace.InodeID) bool {
+	if t, ok := f.cfg.Tree.(interface{ HasInlineContent(namespace.InodeID) bool }); ok {
+		return t.HasInlineContent(ino)
+	}
 	in, err := f.cfg.Tree.GetInode(ino)
 	return err == nil && in.Content.Manifest == ([32]byte{})
 }

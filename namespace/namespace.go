@@ -596,6 +596,16 @@ func (ns *Namespace) GetInode(id InodeID) (Inode, error) {
 	return ns.s.inodeView(in), nil
 }
 
+// HasInlineContent reports whether the live inode id is a file whose
+// content is held in the namespace (no manifest). Unlike GetInode it copies
+// nothing: the mount asks it for every read it may serve from memory.
+func (ns *Namespace) HasInlineContent(id InodeID) bool {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	in := ns.s.inodes[id]
+	return in != nil && in.Type == File && in.Content.Manifest == ([32]byte{}) && ns.s.inodeLive(id)
+}
+
 // ReadDir returns the entries of a directory sorted by displayed name. The
 // slice belongs to the caller.
 func (ns *Namespace) ReadDir(dir NodeID) ([]Entry, error) {

@@ -31,6 +31,9 @@ import (
 	"time"
 )
 
+// adviseFn is madvise; tests count the calls.
+var adviseFn = madvise
+
 // mapping is one line of /proc/self/maps that names a file.
 type mapping struct {
 	start, end uintptr
@@ -88,6 +91,14 @@ func advice(ms []mapping) []bool {
 
 // Apply advises the current maps of dir's badger logs.
 func Apply(dir string) error {
+	return apply(dir, nil)
+}
+
+// apply is Apply that skips maps already given the same advice (recorded
+// in seen, when not nil): every madvise takes the process's memory-map
+// lock for writing, which stalls its page faults, so the periodic pass
+// only advises what is new or changed.
+func apply(dir string, seen map[mapping]bool) error {
 	if !supported {
 		return nil
 	}
@@ -96,12 +107,27 @@ func Apply(dir string) error {
 		return err
 	}
 	ms := logMaps(b, dir)
+	now := make(map[mapping]bool, len(ms))
+	var first error
 	for i, random := range advice(ms) {
-		if err := madvise(ms[i].start, ms[i].end-ms[i].start, random); err != nil {
-			return err
+		now[ms[i]] = random
+		if prev, ok := seen[ms[i]]; ok && prev == random {
+			continue
+		}
+		if err := adviseFn(ms[i].start, ms[i].end-ms[i].start, random); err != nil {
+			delete(now, ms[i]) // try again next pass
+			if first == nil {
+				first = err
+			}
 		}
 	}
-	return nil
+	if seen != nil {
+		clear(seen)
+		for m, r := range now {
+			seen[m] = r
+		}
+	}
+	return first
 }
 
 // Watch calls Apply now and then every interval until stop is closed; it
@@ -111,7 +137,8 @@ func Watch(dir string, interval time.Duration, stop <-chan struct{}) error {
 	if !supported {
 		return nil
 	}
-	err := Apply(dir)
+	seen := map[mapping]bool{}
+	err := apply(dir, seen)
 	go func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
@@ -120,7 +147,7 @@ func Watch(dir string, interval time.Duration, stop <-chan struct{}) error {
 			case <-stop:
 				return
 			case <-t.C:
-				_ = Apply(dir)
+				_ = apply(dir, seen)
 			}
 		}
 	}()

@@ -71,4 +71,17 @@ func TestApply(t *testing.T) {
 	if err := Apply(dir); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
+	// The periodic pass advises a map once, not on every pass.
+	calls := 0
+	adviseFn = func(start, length uintptr, random bool) error { calls++; return madvise(start, length, random) }
+	defer func() { adviseFn = madvise }()
+	seen := map[mapping]bool{}
+	for range 3 {
+		if err := apply(dir, seen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("three passes over one unchanged map made %d madvise calls, want 1", calls)
+	}
 }

@@ -547,9 +547,11 @@ func (s *Server) Serve(fs FS) error {
 			return err
 		}
 
-		if s.inline != nil && s.inline(req, s.peekNode(req), s.peekHandle(req)) {
-			s.serve(req)
-			continue
+		if s.inline != nil {
+			if node, handle := s.peek(req); s.inline(req, node, handle) {
+				s.serve(req)
+				continue
+			}
 		}
 		s.wg.Add(1)
 		select {
@@ -585,41 +587,32 @@ func (s *Server) worker(req fuse.Request) {
 	}
 }
 
-// peekNode returns the node a request is for, or nil. (reef patch)
-func (s *Server) peekNode(req fuse.Request) Node {
-	id := req.Hdr().Node
-	if id == 0 {
-		return nil
-	}
-	s.meta.Lock()
-	defer s.meta.Unlock()
-	if id < fuse.NodeID(len(s.node)) && s.node[uint(id)] != nil {
-		return s.node[uint(id)].node
-	}
-	return nil
-}
-
-// peekHandle returns the open handle a request is for, or nil. (reef patch)
-func (s *Server) peekHandle(req fuse.Request) Handle {
-	var id fuse.HandleID
+// peek returns the node and the open handle a request is for, nil if
+// none or unknown, under one lock. (reef patch)
+func (s *Server) peek(req fuse.Request) (Node, Handle) {
+	var hid fuse.HandleID
 	switch r := req.(type) {
 	case *fuse.ReadRequest:
-		id = r.Handle
+		hid = r.Handle
 	case *fuse.WriteRequest:
-		id = r.Handle
+		hid = r.Handle
 	case *fuse.FlushRequest:
-		id = r.Handle
+		hid = r.Handle
 	case *fuse.ReleaseRequest:
-		id = r.Handle
-	default:
-		return nil
+		hid = r.Handle
 	}
+	id := req.Hdr().Node
 	s.meta.Lock()
 	defer s.meta.Unlock()
-	if id < fuse.HandleID(len(s.handle)) && s.handle[uint(id)] != nil {
-		return s.handle[uint(id)].handle
+	var node Node
+	var handle Handle
+	if id != 0 && id < fuse.NodeID(len(s.node)) && s.node[uint(id)] != nil {
+		node = s.node[uint(id)].node
 	}
-	return nil
+	if hid != 0 && hid < fuse.HandleID(len(s.handle)) && s.handle[uint(hid)] != nil {
+		handle = s.handle[uint(hid)].handle
+	}
+	return node, handle
 }
 
 // Serve serves a FUSE connection with the default settings. See
