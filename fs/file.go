@@ -55,16 +55,25 @@ func (f *File) Attr(ctx context.Context, a *fuse.Attr) error {
 	if err != nil {
 		return errno(f.fs.log, "getattr", err)
 	}
-	f.fs.fillAttr(in, a)
-	if of := f.fs.openFile(f.ino); of != nil {
-		// Not of.mu: a store or fetch can hold it for seconds, and
-		// getattr is served inline (see FS.inline).
-		if n := of.shown.Load(); n > 0 {
-			a.Size = uint64(n - 1)
-			a.Blocks = (a.Size + 511) / 512
-		}
-	}
+	f.fs.fillAttr(f.fs.openFile(f.ino).view(in), a)
 	return nil
+}
+
+// view is in as this mount shows it while the file is open here: with the
+// size of the unsaved writes and the attribute changes waiting for the
+// next commit. of may be nil. Never takes of.mu: a store or fetch can hold
+// it for seconds, and getattr and setattr are served inline (FS.inline).
+func (of *openFile) view(in namespace.Inode) namespace.Inode {
+	if of == nil {
+		return in
+	}
+	if n := of.shown.Load(); n > 0 {
+		in.Size = n - 1
+	}
+	of.amu.Lock()
+	p := of.pend
+	of.amu.Unlock()
+	return p.ApplyTo(in)
 }
 
 // Open opens the file. Handles of one inode share its staging state.
@@ -131,21 +140,24 @@ func (f *File) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 			return errno(f.fs.log, "truncate", err)
 		}
 	}
-	in, err := f.fs.setattr(ctx, f.ino, req)
+	ch := attrChange(req)
+	of := f.fs.openFile(f.ino)
+	if ch.Mask != 0 && of.fold(ch) {
+		// Folded into the commit the open file's unsaved writes are
+		// waiting for (tar and rsync set mode and times on the file
+		// before closing it): one replicated op at close, not three.
+		in, err := f.fs.inode(f.ino)
+		if err != nil {
+			return errno(f.fs.log, "setattr", err)
+		}
+		f.fs.fillAttr(of.view(in), &resp.Attr)
+		return nil
+	}
+	in, err := f.fs.applyAttr(ctx, f.ino, ch)
 	if err != nil {
 		return errno(f.fs.log, "setattr", err)
 	}
-	f.fs.fillAttr(in, &resp.Attr)
-	if of := f.fs.openFile(f.ino); of != nil {
-		if req.Valid.Mtime() || req.Valid.MtimeNow() {
-			mt := in.Mtime
-			of.mtime.Store(&mt)
-		}
-		// Not of.mu (see Attr): this is served inline.
-		if n := of.shown.Load(); n > 0 {
-			resp.Attr.Size = uint64(n - 1)
-		}
-	}
+	f.fs.fillAttr(of.view(in), &resp.Attr)
 	return nil
 }
 
@@ -225,11 +237,64 @@ type openFile struct {
 	// Every change of size or staging calls publish.
 	shown atomic.Int64
 
-	// mtime is an explicit modification time (utimens, futimens) set
-	// since the last write, nil if none. Storing the content sets the
-	// mtime to the time of the store, so commit sets this one again:
-	// tar and rsync set times on the open file before closing it.
-	mtime atomic.Pointer[int64]
+	// Attribute changes (chmod, chown, utimens) made while the file has
+	// unsaved writes wait for the commit that stores them and go in the
+	// same namespace commit, after the content: storing content sets the
+	// mtime to the time of the store, and an explicit one set before
+	// close (tar, rsync, cp -p) must win over it. Guarded by amu, not mu,
+	// because setattr and getattr are served inline.
+	amu      sync.Mutex
+	pend     namespace.AttrChange // changes to apply at the next commit
+	foldable bool                 // dirty and not yet being committed: setattr may fold into pend
+}
+
+// fold adds ch to the changes waiting for the next commit, if one is
+// pending; it reports whether it did. of may be nil.
+func (of *openFile) fold(ch namespace.AttrChange) bool {
+	if of == nil {
+		return false
+	}
+	of.amu.Lock()
+	defer of.amu.Unlock()
+	if !of.foldable {
+		return false
+	}
+	of.pend = of.pend.Merge(ch)
+	return true
+}
+
+// setDirty marks the staging copy as differing from the namespace. Holds
+// of.mu.
+func (of *openFile) setDirty() {
+	of.dirty = true
+	of.amu.Lock()
+	of.foldable = true
+	of.amu.Unlock()
+}
+
+// dropMtime forgets a waiting explicit mtime.
+func (of *openFile) dropMtime() {
+	of.amu.Lock()
+	of.pend.Mask &^= namespace.SetMtime
+	of.amu.Unlock()
+}
+
+// takeAttrs hands the waiting attribute changes to a commit; no change
+// folds in after this until the file is dirty again.
+func (of *openFile) takeAttrs() namespace.AttrChange {
+	of.amu.Lock()
+	defer of.amu.Unlock()
+	p := of.pend
+	of.pend, of.foldable = namespace.AttrChange{}, false
+	return p
+}
+
+// untakeAttrs gives back changes taken by a commit that failed: the file
+// stays dirty and they go with the next try. Changes folded since win.
+func (of *openFile) untakeAttrs(p namespace.AttrChange) {
+	of.amu.Lock()
+	defer of.amu.Unlock()
+	of.pend, of.foldable = p.Merge(of.pend), true
 }
 
 // publish updates shown. Holds of.mu.
@@ -289,13 +354,16 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 	}
 	of.staging, of.size, of.old = st, n, [32]byte{}
 	of.publish()
-	of.dirty = n != in.Size
+	of.dirty = false
+	if n != in.Size {
+		of.setDirty()
+	}
 	of.seq = n == 0
 	return nil
 }
 
 func (of *openFile) markDirty(start, end int64) {
-	of.dirty = true
+	of.setDirty()
 	of.dirtyStart = min(of.dirtyStart, start)
 	of.dirtyEnd = max(of.dirtyEnd, end)
 }
@@ -505,15 +573,19 @@ func (of *openFile) commit(ctx context.Context) error {
 		}
 		c.Manifest = m
 	}
-	in, err := of.fs.cfg.Tree.SetContent(ctx, of.ino, c, of.base)
+	var (
+		taken  namespace.AttrChange
+		handed bool
+	)
+	in, err := of.fs.cfg.Tree.SetContentAttr(ctx, of.ino, c, of.base, func() namespace.AttrChange {
+		taken, handed = of.takeAttrs(), true
+		return taken
+	})
 	if err != nil {
-		return err
-	}
-	if mt := of.mtime.Load(); mt != nil {
-		ch := namespace.AttrChange{Mask: namespace.SetMtime, Mtime: *mt}
-		if in, err = of.fs.cfg.Tree.SetAttr(ctx, of.ino, ch); err != nil {
-			return err
+		if handed {
+			of.untakeAttrs(taken)
 		}
+		return err
 	}
 	of.base = in.Version
 	of.dirty = false
@@ -561,7 +633,8 @@ func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) erro
 			if err := h.of.staging.Truncate(end); err != nil {
 				return errno(h.file.fs.log, "fallocate", err)
 			}
-			h.of.size, h.of.dirty = end, true
+			h.of.size = end
+			h.of.setDirty()
 			h.of.publish()
 		}
 		return nil
@@ -577,7 +650,7 @@ func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) erro
 			if _, err := h.of.staging.WriteAt(zero, start); err != nil {
 				return errno(h.file.fs.log, "fallocate", err)
 			}
-			h.of.dirty = true
+			h.of.setDirty()
 		}
 		return nil
 	default:
@@ -660,7 +733,7 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	}
 	h.of.size = max(h.of.size, off+int64(n))
 	h.of.publish()
-	h.of.mtime.Store(nil) // a write after utimens makes the mtime now again
+	h.of.dropMtime() // a write after utimens makes the mtime now again
 	h.of.markDirty(off, off+int64(n))
 	h.of.appended(req.Data[:n])
 	resp.Size = n

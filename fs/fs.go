@@ -29,7 +29,9 @@ type Tree interface {
 	Rename(ctx context.Context, parent namespace.NodeID, name string, newParent namespace.NodeID, newName string, noReplace bool) error
 	Remove(ctx context.Context, parent namespace.NodeID, name string, dir bool) error
 	SetAttr(ctx context.Context, ino namespace.InodeID, a namespace.AttrChange) (namespace.Inode, error)
-	SetContent(ctx context.Context, ino namespace.InodeID, c namespace.Content, base namespace.Timestamp) (namespace.Inode, error)
+	// SetContentAttr replaces the content and then applies attr() in the
+	// same commit; attr is called once, under the tree's write lock.
+	SetContentAttr(ctx context.Context, ino namespace.InodeID, c namespace.Content, base namespace.Timestamp, attr func() namespace.AttrChange) (namespace.Inode, error)
 	SetXattr(ctx context.Context, ino namespace.InodeID, name string, value []byte) error
 	RemoveXattr(ctx context.Context, ino namespace.InodeID, name string) error
 	Subscribe() <-chan namespace.Change
@@ -263,6 +265,11 @@ func fromFileMode(mode os.FileMode) uint32 {
 
 // setattr applies the non-size parts of a setattr request.
 func (f *FS) setattr(ctx context.Context, ino namespace.InodeID, req *fuse.SetattrRequest) (namespace.Inode, error) {
+	return f.applyAttr(ctx, ino, attrChange(req))
+}
+
+// attrChange is the non-size part of a setattr request.
+func attrChange(req *fuse.SetattrRequest) namespace.AttrChange {
 	var ch namespace.AttrChange
 	if req.Valid.Mode() {
 		ch.Mask |= namespace.SetMode
@@ -291,6 +298,11 @@ func (f *FS) setattr(ctx context.Context, ino namespace.InodeID, req *fuse.Setat
 		ch.Mask |= namespace.SetMtime
 		ch.Mtime = req.Mtime.UnixNano()
 	}
+	return ch
+}
+
+// applyAttr commits ch as a replicated op.
+func (f *FS) applyAttr(ctx context.Context, ino namespace.InodeID, ch namespace.AttrChange) (namespace.Inode, error) {
 	// Owner and mode set to what they are already (tar and cp -a chown
 	// every file to its current owner) change nothing: no replicated op.
 	if ch.Mask&(namespace.SetMode|namespace.SetUid|namespace.SetGid) != 0 {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"bazil.org/fuse"
 
@@ -226,4 +227,86 @@ func TestUnlinkedOpenFile(t *testing.T) {
 		t.Error("lookup finds an unlinked file")
 	}
 	_ = os.ErrNotExist
+}
+
+// TestSetattrFoldsIntoCommit: chmod and utimens on a file with unsaved
+// writes (what tar, rsync and cp -p do before close) show at once through
+// this mount and reach the namespace with the content, in one commit.
+func TestSetattrFoldsIntoCommit(t *testing.T) {
+	ctx := context.Background()
+	mtime := time.Unix(1700000000, 123)
+	tests := []struct {
+		name      string
+		reqs      []fuse.SetattrRequest
+		writeLast bool // a write after the setattrs
+		wantMode  os.FileMode
+		wantMtime bool // mtime is the explicit one
+	}{
+		{"chmod and utimens", []fuse.SetattrRequest{
+			{Valid: fuse.SetattrMtime, Mtime: mtime},
+			{Valid: fuse.SetattrMode, Mode: 0o640},
+		}, false, 0o640, true},
+		{"chmod there and back", []fuse.SetattrRequest{
+			{Valid: fuse.SetattrMode, Mode: 0o600},
+			{Valid: fuse.SetattrMode, Mode: 0o644},
+		}, false, 0o644, false},
+		{"write after utimens", []fuse.SetattrRequest{
+			{Valid: fuse.SetattrMtime, Mtime: mtime},
+		}, true, 0o644, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, ns, _ := newTestFS(t)
+			file, h := create(t, f, "f")
+			write(t, h, 0, []byte("hello"))
+			before := ns.Stats().Ops
+			for _, req := range tc.reqs {
+				var resp fuse.SetattrResponse
+				if err := file.Setattr(ctx, &req, &resp); err != nil {
+					t.Fatal(err)
+				}
+				if resp.Attr.Size != 5 {
+					t.Errorf("setattr answered size %d, want the unsaved 5", resp.Attr.Size)
+				}
+			}
+			if tc.writeLast {
+				write(t, h, 5, []byte("!"))
+			}
+			if got := ns.Stats().Ops; got != before {
+				t.Errorf("%d ops committed before close, want none", got-before)
+			}
+			var a fuse.Attr
+			if err := file.Attr(ctx, &a); err != nil {
+				t.Fatal(err)
+			}
+			if a.Mode.Perm() != tc.wantMode {
+				t.Errorf("mode before close = %v, want %v", a.Mode.Perm(), tc.wantMode)
+			}
+			if tc.wantMtime && !a.Mtime.Equal(mtime) {
+				t.Errorf("mtime before close = %v, want %v", a.Mtime, mtime)
+			}
+			if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			if got, max := ns.Stats().Ops-before, int64(2); got < 1 || got > max {
+				t.Errorf("close committed %d ops, want content plus at most one setattr", got)
+			}
+			in, _ := ns.GetInode(file.ino)
+			if os.FileMode(in.Mode) != tc.wantMode {
+				t.Errorf("stored mode = %o, want %o", in.Mode, tc.wantMode)
+			}
+			if got := in.Mtime == mtime.UnixNano(); got != tc.wantMtime {
+				t.Errorf("stored mtime %v, explicit one kept: %v, want %v", time.Unix(0, in.Mtime), got, tc.wantMtime)
+			}
+			// Nothing is waiting now: a chmod is its own op at once.
+			var resp fuse.SetattrResponse
+			if err := file.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrMode, Mode: 0o600}, &resp); err != nil {
+				t.Fatal(err)
+			}
+			if in, _ := ns.GetInode(file.ino); in.Mode != 0o600 {
+				t.Errorf("chmod after close: stored mode %o, want 600", in.Mode)
+			}
+			h.Release(ctx, &fuse.ReleaseRequest{})
+		})
+	}
 }

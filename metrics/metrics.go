@@ -250,7 +250,7 @@ func New(peer string) *Metrics {
 	r.MustRegister(m.fuseOps, m.fuseDur)
 	m.nsOp = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "reef_ns_seconds",
-		Help:    "Namespace replication: push (a batch of this peer's ops until m others hold it), apply (a batch pushed by another peer).",
+		Help:    "Namespace: commit (writing a local change to the log), push (a batch of this peer's ops until m others hold it), apply (a batch pushed by another peer).",
 		Buckets: fuseBuckets,
 	}, []string{"op"})
 	r.MustRegister(m.nsOp)

@@ -11,7 +11,7 @@ import (
 // return ErrCorrupt (wrapped) on bad input and never panic.
 const (
 	opsFormat   = 1
-	stateFormat = 1
+	stateFormat = 2 // 1: before inline content could be stored apart (still read)
 	// MaxOpsPerBatch bounds the number of ops in one encoded batch.
 	MaxOpsPerBatch = 1 << 16
 )
@@ -301,7 +301,28 @@ type checkpoint struct {
 	baseVV map[string]uint64 // per origin: ops with TS <= base are seqs 1..baseVV
 	st     *state
 	ops    []Op // Snapshot only: ops newer than base
+
+	// apart, when set at encoding, picks the inodes whose inline content
+	// is left out of the encoding (stored under its own key, see
+	// store.putCheckpoint): a checkpoint then costs the metadata, not every
+	// small file's bytes again. At decoding, inline content left out is
+	// read with fetch; refs lists it.
+	apart func(in *Inode) bool
+	fetch func(ref inlineRef) ([]byte, error)
+	refs  map[inlineRef]bool
 }
+
+// inlineRef names one version of one inode's inline content.
+type inlineRef struct {
+	ino InodeID
+	ver Timestamp
+}
+
+// Content encodings inside a checkpoint (format 2).
+const (
+	contentHere  = 0 // the inline bytes follow
+	contentApart = 1 // stored under inlineKey(ino, version)
+)
 
 func encodeCheckpoint(c *checkpoint) []byte {
 	e := &encoder{}
@@ -333,8 +354,14 @@ func encodeCheckpoint(c *checkpoint) []byte {
 			e.str(n)
 			e.bytes(in.Xattrs[n])
 		}
-		encodeContent(e, in.Content)
 		e.ts(in.Version)
+		if len(in.Content.Inline) > 0 && c.apart != nil && c.apart(in) {
+			encodeContent(e, Content{Manifest: in.Content.Manifest, Size: in.Content.Size})
+			e.u8(contentApart)
+		} else {
+			encodeContent(e, in.Content)
+			e.u8(contentHere)
+		}
 	}
 	nids := slices.Sorted(maps.Keys(c.st.nodes))
 	e.uv(uint64(len(nids)))
@@ -356,13 +383,16 @@ func encodeCheckpoint(c *checkpoint) []byte {
 	return e.b
 }
 
-func decodeCheckpoint(b []byte) (*checkpoint, error) {
+// decodeCheckpoint decodes a checkpoint or snapshot; fetch reads inline
+// content stored apart (nil: there must be none, as in a snapshot).
+func decodeCheckpoint(b []byte, fetch func(inlineRef) ([]byte, error)) (*checkpoint, error) {
 	const maxItems = 1 << 31
 	d := &decoder{b: b}
-	if d.u8() != stateFormat {
+	format := d.u8()
+	if format != stateFormat && format != 1 {
 		d.fail("state format")
 	}
-	c := &checkpoint{base: d.ts(), baseVV: map[string]uint64{}, st: newState()}
+	c := &checkpoint{base: d.ts(), baseVV: map[string]uint64{}, st: newState(), fetch: fetch}
 	for i, n := 0, d.count(maxItems, 2); i < n && d.err == nil; i++ {
 		c.baseVV[d.str(MaxPeerLen)] = d.uv()
 	}
@@ -376,8 +406,37 @@ func decodeCheckpoint(b []byte) (*checkpoint, error) {
 			k := d.str(MaxNameLen)
 			in.Xattrs[k] = d.bytes(MaxXattrValueLen)
 		}
-		in.Content = decodeContent(d)
-		in.Version = d.ts()
+		if format == 1 {
+			in.Content = decodeContent(d)
+			in.Version = d.ts()
+		} else {
+			in.Version = d.ts()
+			in.Content = decodeContent(d)
+			switch d.u8() {
+			case contentHere:
+			case contentApart:
+				ref := inlineRef{in.ID, in.Version}
+				if d.err == nil && c.fetch == nil {
+					d.fail("inline content stored apart")
+				}
+				if d.err == nil {
+					b, err := c.fetch(ref)
+					if err != nil {
+						return nil, fmt.Errorf("namespace: decode state: inode %d: %w", in.ID, err)
+					}
+					if int64(len(b)) != in.Content.Size || len(b) > MaxInlineLen {
+						return nil, fmt.Errorf("namespace: decode state: inode %d: inline content of %d bytes for size %d: %w", in.ID, len(b), in.Content.Size, ErrCorrupt)
+					}
+					in.Content.Inline = b
+					if c.refs == nil {
+						c.refs = map[inlineRef]bool{}
+					}
+					c.refs[ref] = true
+				}
+			default:
+				d.fail("content encoding")
+			}
+		}
 		c.st.inodes[in.ID] = in
 	}
 	type nrec struct {

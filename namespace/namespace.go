@@ -51,6 +51,9 @@ type Config struct {
 	// SyncEvery bounds how long a lazily written op stays unsynced
 	// (0 = 100ms).
 	SyncEvery time.Duration
+	// Observe, if set, is told how long each local commit took to write
+	// its ops (op "commit"). Called outside all locks.
+	Observe func(op string, d time.Duration)
 
 	clockNow func() int64 // tests: replaces the physical clock
 }
@@ -105,8 +108,9 @@ type Namespace struct {
 	seq       uint64
 	sinceCkpt int
 	closed    bool
-	hasCkpt   bool      // a checkpoint exists in the store
-	ckptBase  Timestamp // the base of that checkpoint
+	hasCkpt   bool               // a checkpoint exists in the store
+	ckptBase  Timestamp          // the base of that checkpoint
+	ckptRefs  map[inlineRef]bool // inline contents stored apart for it (guarded by wmu)
 
 	// mu guards the fields below. Writers hold wmu and then mu for writing;
 	// readers hold mu for reading only.
@@ -220,6 +224,7 @@ func (ns *Namespace) load() error {
 	} else {
 		ns.hasCkpt, ns.ckptBase = true, c.base
 	}
+	ns.ckptRefs = c.refs
 	comp, err := ns.db.loadCompacted()
 	if err != nil {
 		return err
@@ -369,11 +374,13 @@ func (ns *Namespace) commit(ctx context.Context, build func(s *state) ([]Op, err
 		ops[i].Origin = ns.cfg.Peer
 		ops[i].Seq = ns.seq
 	}
+	t0 := time.Now()
 	if err := ns.db.putOps(ops); err != nil {
 		ns.seq -= uint64(len(ops))
 		ns.wmu.Unlock()
 		return nil, err
 	}
+	took := time.Since(t0)
 	ns.mu.Lock()
 	ns.insertLocked(ops)
 	for _, op := range ops {
@@ -383,6 +390,9 @@ func (ns *Namespace) commit(ctx context.Context, build func(s *state) ([]Op, err
 	ns.mu.Unlock()
 	ns.afterApplyLocked(len(ops))
 	ns.wmu.Unlock()
+	if ns.cfg.Observe != nil {
+		ns.cfg.Observe("commit", took)
+	}
 	if ns.cfg.Replicate != nil {
 		if err := ns.cfg.Replicate(ctx, slices.Clone(ops)); err != nil {
 			return ops, fmt.Errorf("namespace: replicate: %w", err)
@@ -434,13 +444,13 @@ func (ns *Namespace) checkpointLocked() error {
 	ns.journal = slices.Delete(ns.journal, 0, n)
 	base := ns.base
 	if !ns.hasCkpt || base != ns.ckptBase {
-		var blob []byte
+		var w ckptWrite
 		ns.atBase(func(s *state) {
 			// Encode now: the state changes again when atBase returns.
-			blob = encodeCheckpoint(&checkpoint{base: ns.base, baseVV: ns.baseVV, st: s})
+			w = ns.encodeForStore(&checkpoint{base: ns.base, baseVV: ns.baseVV, st: s})
 		})
 		ns.mu.Unlock()
-		if err := ns.db.putCheckpoint(blob); err != nil {
+		if err := ns.writeCheckpoint(w); err != nil {
 			return err
 		}
 		ns.hasCkpt, ns.ckptBase = true, base
@@ -469,6 +479,53 @@ func (ns *Namespace) checkpointLocked() error {
 	ns.opCount -= int64(k)
 	ns.mu.Unlock()
 	return nil
+}
+
+// apartMin is the smallest inline content a stored checkpoint leaves out
+// and keeps under its own key, written once per version of the file.
+const apartMin = 256
+
+// ckptWrite is an encoded checkpoint and the inline contents it needs.
+type ckptWrite struct {
+	blob []byte
+	add  map[inlineRef][]byte // contents to store (not held yet)
+	refs map[inlineRef]bool   // every content it references
+}
+
+// encodeForStore encodes c for this peer's store. Caller holds wmu. The
+// inline slices in add are the state's own: they are never changed in
+// place (an inode is cloned to change).
+func (ns *Namespace) encodeForStore(c *checkpoint) ckptWrite {
+	w := ckptWrite{add: map[inlineRef][]byte{}, refs: map[inlineRef]bool{}}
+	c.apart = func(in *Inode) bool {
+		if len(in.Content.Inline) < apartMin {
+			return false
+		}
+		r := inlineRef{in.ID, in.Version}
+		w.refs[r] = true
+		if !ns.ckptRefs[r] {
+			w.add[r] = in.Content.Inline
+		}
+		return true
+	}
+	w.blob = encodeCheckpoint(c)
+	return w
+}
+
+// writeCheckpoint stores w and drops the contents only the previous
+// checkpoint used. Caller holds wmu.
+func (ns *Namespace) writeCheckpoint(w ckptWrite) error {
+	var drop []inlineRef
+	for r := range ns.ckptRefs {
+		if !w.refs[r] {
+			drop = append(drop, r)
+		}
+	}
+	err := ns.db.putCheckpoint(w.blob, w.add, drop)
+	if err == nil {
+		ns.ckptRefs = w.refs
+	}
+	return err
 }
 
 // Checkpoint writes a checkpoint now (and compacts). Open and the periodic

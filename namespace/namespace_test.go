@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 func TestPOSIXErrors(t *testing.T) {
@@ -484,7 +486,7 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 	_ = p.Remove(bg, RootID, "d", true)
 	f.Add([]byte(rawState(p.Namespace)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := decodeCheckpoint(data)
+		c, err := decodeCheckpoint(data, nil)
 		if err != nil {
 			return
 		}
@@ -493,4 +495,102 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 			c.st.path(id)
 		}
 	})
+}
+
+// keysWith lists the stored keys that start with pfx.
+func keysWith(t *testing.T, ns *Namespace, pfx byte) [][]byte {
+	t.Helper()
+	var keys [][]byte
+	err := ns.db.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfx}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// TestCheckpointKeepsInlineContentApart: a checkpoint stores each version
+// of a small file's content once, under its own key, not again in every
+// checkpoint; it is written in parts; a restart reads it back whole and
+// sweeps what a crash left behind.
+func TestCheckpointKeepsInlineContentApart(t *testing.T) {
+	defer func(n int) { ckptPart = n }(ckptPart)
+	ckptPart = 1000 // several parts
+	a := newPeer(t, "a", nil)
+	big := func(i int) string { return strings.Repeat(fmt.Sprint(i%10), apartMin+i) }
+	var files []Inode
+	for i := range 30 {
+		e := mustCreate(t, a.Namespace, RootID, fmt.Sprint("f", i), File)
+		files = append(files, write(t, a.Namespace, e.Inode.ID, big(i), e.Inode.Version))
+	}
+	for i := range 5 {
+		e := mustCreate(t, a.Namespace, RootID, fmt.Sprint("tiny", i), File)
+		write(t, a.Namespace, e.Inode.ID, "x", e.Inode.Version)
+	}
+	checkpoint := func() {
+		t.Helper()
+		a.ObservePeer("b", a.VersionVector(), a.Clock())
+		if err := a.Checkpoint(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpoint()
+	if got := len(keysWith(t, a.Namespace, pfxInline)); got != 30 {
+		t.Errorf("%d inline contents stored apart, want 30 (the 5 tiny ones stay in the checkpoint)", got)
+	}
+	gen, parts, err := a.db.ckptGen()
+	if err != nil || gen != 1 || parts < 2 {
+		t.Errorf("checkpoint generation %d in %d parts (%v), want 1 in several", gen, parts, err)
+	}
+	// A new version of f0 replaces its stored content; f1 deleted is in
+	// the trash, which keeps its content.
+	write(t, a.Namespace, files[0].ID, "new content "+big(99), files[0].Version)
+	if err := a.Remove(bg, RootID, "f1", false); err != nil {
+		t.Fatal(err)
+	}
+	checkpoint()
+	keys := keysWith(t, a.Namespace, pfxInline)
+	if len(keys) != 30 {
+		t.Errorf("%d inline contents after the second checkpoint, want 30", len(keys))
+	}
+	for _, k := range keys {
+		if r, _ := parseInlineKey(k); r == (inlineRef{files[0].ID, files[0].Version}) {
+			t.Error("the replaced version of f0 is still stored")
+		}
+	}
+	gen, parts, _ = a.db.ckptGen()
+	if n := len(keysWith(t, a.Namespace, pfxPart)); gen != 2 || n != int(parts) {
+		t.Errorf("generation %d, %d parts stored for %d: the previous checkpoint's parts were not deleted", gen, n, parts)
+	}
+	// What a crash between writing and switching leaves: swept at open.
+	orphan := inlineKey(inlineRef{12345, a.Clock()})
+	err = a.db.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(orphan, []byte("x")); err != nil {
+			return err
+		}
+		return txn.Set(partKey(7, 0), []byte("x"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := view(t, a.Namespace)
+	a.reopen(t, false)
+	if got := view(t, a.Namespace); got != before {
+		t.Errorf("view after restart from the checkpoint differs:\n%s\nwant\n%s", got, before)
+	}
+	if v, _ := a.db.get(string(orphan)); v != nil {
+		t.Error("orphaned inline content not swept at open")
+	}
+	if v, _ := a.db.get(string(partKey(7, 0))); v != nil {
+		t.Error("orphaned checkpoint part not swept at open")
+	}
+	if got := len(keysWith(t, a.Namespace, pfxInline)); got != 30 {
+		t.Errorf("%d inline contents after restart, want 30", got)
+	}
 }

@@ -158,7 +158,7 @@ func (ns *Namespace) InstallSnapshot(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("namespace: open snapshot: %w", err)
 	}
-	c, err := decodeCheckpoint(plain)
+	c, err := decodeCheckpoint(plain, nil)
 	if err != nil {
 		return err
 	}
@@ -206,11 +206,12 @@ func (ns *Namespace) InstallSnapshot(b []byte) error {
 		ns.log.Warn("namespace: local ops older than the snapshot's base; applying them late", "count", late)
 	}
 	slices.SortFunc(all, func(a, b Op) int { return a.TS.Compare(b.TS) })
-	ckpt := encodeCheckpoint(&checkpoint{base: c.base, baseVV: c.baseVV, st: c.st})
 	if err := ns.db.reset(); err != nil {
 		return err
 	}
-	if err := ns.db.putCheckpoint(ckpt); err != nil {
+	ns.ckptRefs = nil // reset dropped them
+	w := ns.encodeForStore(&checkpoint{base: c.base, baseVV: c.baseVV, st: c.st})
+	if err := ns.writeCheckpoint(w); err != nil {
 		return err
 	}
 	if err := ns.db.putOps(all); err != nil {

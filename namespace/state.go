@@ -480,22 +480,7 @@ func (s *state) apply(op *Op) bool {
 			return false
 		}
 		c := in.clone()
-		a := op.Attr
-		if a.Mask&SetMode != 0 {
-			c.Mode = a.Mode & 0o7777
-		}
-		if a.Mask&SetUid != 0 {
-			c.Uid = a.Uid
-		}
-		if a.Mask&SetGid != 0 {
-			c.Gid = a.Gid
-		}
-		if a.Mask&SetAtime != 0 {
-			c.Atime = a.Atime
-		}
-		if a.Mask&SetMtime != 0 {
-			c.Mtime = a.Mtime
-		}
+		*c = op.Attr.ApplyTo(*c)
 		c.Ctime = op.TS.Wall
 		s.setInode(op.Inode, c)
 		return true

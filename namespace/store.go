@@ -19,14 +19,54 @@ import (
 //
 //	'o' tsKey            -> uvarint(seq) + sealed(op)   the op log, in Timestamp order
 //	's' len(origin) origin seq(8 BE) -> tsKey           index by (Origin, Seq)
-//	'c'                  -> sealed(checkpoint)          the latest checkpoint
+//	'g'                  -> gen(8 BE) parts(4 BE)       which checkpoint is current
+//	'p' gen(8 BE) part(4 BE) -> sealed(part of checkpoint) the checkpoint, in parts
+//	'i' inode(8 BE) tsKey -> sealed(inline content)     a file's inline content at a version,
+//	                                                     left out of the checkpoint
+//	'c'                  -> sealed(checkpoint)          a checkpoint of format 1 (read, replaced)
 //	'm' "compacted"      -> per-origin highest compacted seq
+//
+// A checkpoint is written as parts under a new generation, with the inline
+// contents it does not already have; then 'g' moves to it in one
+// transaction; then the old generation's parts and the contents no longer
+// referenced are deleted. A crash at any point leaves the old or the new
+// checkpoint whole; loading deletes what neither references.
 const (
-	pfxOp   = 'o'
-	pfxSeq  = 's'
-	keyCkpt = "c"
-	keyComp = "mcompacted"
+	pfxOp      = 'o'
+	pfxSeq     = 's'
+	pfxPart    = 'p'
+	pfxInline  = 'i'
+	keyCkptGen = "g"
+	keyCkpt    = "c"
+	keyComp    = "mcompacted"
 )
+
+// ckptPart bounds one stored part of a checkpoint (badger refuses a value
+// larger than its value log file). A variable for tests.
+var ckptPart = 16 << 20
+
+func partKey(gen uint64, part uint32) []byte {
+	k := make([]byte, 13)
+	k[0] = pfxPart
+	binary.BigEndian.PutUint64(k[1:], gen)
+	binary.BigEndian.PutUint32(k[9:], part)
+	return k
+}
+
+func inlineKey(r inlineRef) []byte {
+	k := make([]byte, 9, 9+len(tsKey(r.ver)))
+	k[0] = pfxInline
+	binary.BigEndian.PutUint64(k[1:], uint64(r.ino))
+	return append(k, tsKey(r.ver)...)
+}
+
+func parseInlineKey(k []byte) (inlineRef, bool) {
+	if len(k) < 9 || k[0] != pfxInline {
+		return inlineRef{}, false
+	}
+	ts, ok := parseTSKey(k[9:])
+	return inlineRef{ino: InodeID(binary.BigEndian.Uint64(k[1:9])), ver: ts}, ok
+}
 
 // tsKey encodes a Timestamp so that byte order is Timestamp order.
 func tsKey(t Timestamp) []byte {
@@ -276,34 +316,174 @@ func (s *store) get(key string) ([]byte, error) {
 	return v, err
 }
 
-// putCheckpoint durably writes a checkpoint.
-func (s *store) putCheckpoint(plain []byte) error {
-	sealed, err := s.seal(plain)
+// putCheckpoint writes a checkpoint: plain (format 2), the inline contents
+// in add that it references and the store lacks; it then deletes the
+// previous checkpoint and the contents in drop. See the key layout.
+func (s *store) putCheckpoint(plain []byte, add map[inlineRef][]byte, drop []inlineRef) error {
+	oldGen, oldParts, err := s.ckptGen()
 	if err != nil {
-		return fmt.Errorf("namespace: seal checkpoint: %w", err)
+		return err
+	}
+	gen := oldGen + 1
+	parts := uint32((len(plain) + ckptPart - 1) / ckptPart)
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for r, b := range add {
+		sealed, err := s.seal(b)
+		if err != nil {
+			return fmt.Errorf("namespace: seal inline content: %w", err)
+		}
+		if err := wb.Set(inlineKey(r), sealed); err != nil {
+			return fmt.Errorf("namespace: write inline content: %w", err)
+		}
+	}
+	for i := uint32(0); i < parts; i++ {
+		sealed, err := s.seal(plain[int(i)*ckptPart : min(len(plain), int(i+1)*ckptPart)])
+		if err != nil {
+			return fmt.Errorf("namespace: seal checkpoint: %w", err)
+		}
+		if err := wb.Set(partKey(gen, i), sealed); err != nil {
+			return fmt.Errorf("namespace: write checkpoint: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("namespace: write checkpoint: %w", err)
 	}
 	err = s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set([]byte(keyCkpt), sealed)
+		v := binary.BigEndian.AppendUint64(nil, gen)
+		v = binary.BigEndian.AppendUint32(v, parts)
+		if err := txn.Set([]byte(keyCkptGen), v); err != nil {
+			return err
+		}
+		return txn.Delete([]byte(keyCkpt))
 	})
 	if err != nil {
 		return fmt.Errorf("namespace: write checkpoint: %w", err)
 	}
+	// The new checkpoint is in place: what only the old one used goes.
+	var dead [][]byte
+	for i := uint32(0); oldGen > 0 && i < oldParts; i++ {
+		dead = append(dead, partKey(oldGen, i))
+	}
+	for _, r := range drop {
+		dead = append(dead, inlineKey(r))
+	}
+	return s.deleteKeys(dead)
+}
+
+func (s *store) deleteKeys(keys [][]byte) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return fmt.Errorf("namespace: delete old checkpoint data: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("namespace: delete old checkpoint data: %w", err)
+	}
 	return nil
 }
 
-func (s *store) loadCheckpoint() (*checkpoint, error) {
-	v, err := s.get(keyCkpt)
+// ckptGen reads which checkpoint generation is current (0: none).
+func (s *store) ckptGen() (gen uint64, parts uint32, err error) {
+	v, err := s.get(keyCkptGen)
 	if err != nil {
-		return nil, fmt.Errorf("namespace: read checkpoint: %w", err)
+		return 0, 0, fmt.Errorf("namespace: read checkpoint: %w", err)
 	}
 	if v == nil {
-		return nil, nil
+		return 0, 0, nil
 	}
-	plain, err := s.open(v)
+	if len(v) != 12 {
+		return 0, 0, fmt.Errorf("namespace: checkpoint record of %d bytes: %w", len(v), ErrCorrupt)
+	}
+	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint32(v[8:]), nil
+}
+
+// loadCheckpoint reads the current checkpoint (nil if none) and deletes
+// checkpoint data that it does not reference (left by a crash).
+func (s *store) loadCheckpoint() (*checkpoint, error) {
+	gen, parts, err := s.ckptGen()
 	if err != nil {
-		return nil, fmt.Errorf("namespace: open checkpoint: %w", err)
+		return nil, err
 	}
-	return decodeCheckpoint(plain)
+	var plain []byte
+	if gen == 0 {
+		v, err := s.get(keyCkpt)
+		if err != nil {
+			return nil, fmt.Errorf("namespace: read checkpoint: %w", err)
+		}
+		if v == nil {
+			return nil, s.sweep(0, nil)
+		}
+		if plain, err = s.open(v); err != nil {
+			return nil, fmt.Errorf("namespace: open checkpoint: %w", err)
+		}
+	}
+	for i := uint32(0); i < parts; i++ {
+		v, err := s.get(string(partKey(gen, i)))
+		if err != nil {
+			return nil, fmt.Errorf("namespace: read checkpoint part %d: %w", i, err)
+		}
+		if v == nil {
+			return nil, fmt.Errorf("namespace: checkpoint %d lacks part %d of %d: %w", gen, i, parts, ErrCorrupt)
+		}
+		p, err := s.open(v)
+		if err != nil {
+			return nil, fmt.Errorf("namespace: open checkpoint part %d: %w", i, err)
+		}
+		plain = append(plain, p...)
+	}
+	c, err := decodeCheckpoint(plain, s.inline)
+	if err != nil {
+		return nil, err
+	}
+	return c, s.sweep(gen, c.refs)
+}
+
+// inline reads one inline content stored apart.
+func (s *store) inline(r inlineRef) ([]byte, error) {
+	v, err := s.get(string(inlineKey(r)))
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, fmt.Errorf("inline content of inode %d missing: %w", r.ino, ErrCorrupt)
+	}
+	return s.open(v)
+}
+
+// sweep deletes checkpoint parts of other generations than gen and inline
+// contents not in refs.
+func (s *store) sweep(gen uint64, refs map[inlineRef]bool) error {
+	var dead [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, pfx := range []byte{pfxPart, pfxInline} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfx}})
+			for it.Rewind(); it.Valid(); it.Next() {
+				k := it.Item().Key()
+				switch pfx {
+				case pfxPart:
+					if len(k) != 13 || binary.BigEndian.Uint64(k[1:9]) != gen {
+						dead = append(dead, bytes.Clone(k))
+					}
+				case pfxInline:
+					if r, ok := parseInlineKey(k); !ok || !refs[r] {
+						dead = append(dead, bytes.Clone(k))
+					}
+				}
+			}
+			it.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("namespace: sweep checkpoint data: %w", err)
+	}
+	return s.deleteKeys(dead)
 }
 
 func encodeVV(vv map[string]uint64) []byte {

@@ -267,6 +267,47 @@ type AttrChange struct {
 	Mtime int64
 }
 
+// Merge returns a with b applied over it: b's fields win where b sets them.
+func (a AttrChange) Merge(b AttrChange) AttrChange {
+	if b.Mask&SetMode != 0 {
+		a.Mode = b.Mode
+	}
+	if b.Mask&SetUid != 0 {
+		a.Uid = b.Uid
+	}
+	if b.Mask&SetGid != 0 {
+		a.Gid = b.Gid
+	}
+	if b.Mask&SetAtime != 0 {
+		a.Atime = b.Atime
+	}
+	if b.Mask&SetMtime != 0 {
+		a.Mtime = b.Mtime
+	}
+	a.Mask |= b.Mask
+	return a
+}
+
+// ApplyTo returns in with the change applied (ctime and version aside).
+func (a AttrChange) ApplyTo(in Inode) Inode {
+	if a.Mask&SetMode != 0 {
+		in.Mode = a.Mode & 0o7777
+	}
+	if a.Mask&SetUid != 0 {
+		in.Uid = a.Uid
+	}
+	if a.Mask&SetGid != 0 {
+		in.Gid = a.Gid
+	}
+	if a.Mask&SetAtime != 0 {
+		in.Atime = a.Atime
+	}
+	if a.Mask&SetMtime != 0 {
+		in.Mtime = a.Mtime
+	}
+	return in
+}
+
 // InodeInit is the inode record created by a Move that creates a new file,
 // directory or symlink. Its Version is the Move's Timestamp.
 type InodeInit struct {

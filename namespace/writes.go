@@ -261,6 +261,16 @@ func (ns *Namespace) SetAttr(ctx context.Context, ino InodeID, a AttrChange) (In
 // this peer are dropped, as POSIX drops them at last close). c.Inline is
 // copied.
 func (ns *Namespace) SetContent(ctx context.Context, ino InodeID, c Content, base Timestamp) (Inode, error) {
+	return ns.SetContentAttr(ctx, ino, c, base, nil)
+}
+
+// SetContentAttr is SetContent followed, in the same commit, by the
+// attribute change that attr returns (nothing if attr is nil or returns an
+// empty mask): a file written, chmodded and given its times while open is
+// one commit at close, not three. attr is called once, under the
+// namespace's write lock: a change the caller folds in before the call is
+// in this commit, and anything it does after is timestamped later.
+func (ns *Namespace) SetContentAttr(ctx context.Context, ino InodeID, c Content, base Timestamp, attr func() AttrChange) (Inode, error) {
 	if len(c.Inline) > MaxInlineLen {
 		return Inode{}, fmt.Errorf("namespace: set content: inline data of %d bytes: %w", len(c.Inline), ErrInvalid)
 	}
@@ -276,7 +286,13 @@ func (ns *Namespace) SetContent(ctx context.Context, ino InodeID, c Content, bas
 		case Symlink:
 			return nil, fmt.Errorf("namespace: set content %d: symlink: %w", ino, ErrInvalid)
 		}
-		return []Op{{Kind: OpSetContent, Inode: ino, Content: c, Base: base}}, nil
+		ops := []Op{{Kind: OpSetContent, Inode: ino, Content: c, Base: base}}
+		if attr != nil {
+			if a := attr(); a.Mask != 0 {
+				ops = append(ops, Op{Kind: OpSetAttr, Inode: ino, Attr: a})
+			}
+		}
+		return ops, nil
 	})
 	if ops == nil {
 		return Inode{}, err

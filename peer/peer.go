@@ -138,6 +138,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		Open:      cfg.Keys.Open,
 		Replicate: p.repl.enqueue,
 		LazySync:  true,
+		Observe:   p.metrics.ObserveNS,
 		Logger:    p.log.With("component", "namespace"),
 	})
 	if err != nil {
