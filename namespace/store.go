@@ -94,10 +94,23 @@ func opKey(t Timestamp) []byte { return append([]byte{pfxOp}, tsKey(t)...) }
 // store wraps badger; badger types stay inside it.
 type store struct {
 	db   *badger.DB
+	log  *slog.Logger
 	seal func([]byte) ([]byte, error)
 	open func([]byte) ([]byte, error)
-	stop chan struct{} // closed by close: ends the map advisor
+	stop chan struct{} // closed by close: ends the map advisor and the GC
+	done chan struct{} // closed when the GC has ended
 }
+
+// valueThreshold: values from this size (ops carrying a small file's
+// content, inline contents kept apart) go to badger's value log, written
+// once, instead of the LSM tree, whose compactions would copy them again
+// and again (they took a quarter of a receiving peer's CPU while a tree
+// was untarred). The value log's garbage (compacted ops, replaced
+// contents) is collected by gcLoop.
+const valueThreshold = 512
+
+// gcEvery is how often the value log's garbage is looked for.
+const gcEvery = time.Minute
 
 func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, error), lazy bool) (*store, error) {
 	opts := badger.DefaultOptions(dir).
@@ -111,6 +124,7 @@ func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, er
 		WithNumMemtables(2).
 		WithNumCompactors(2).
 		WithValueLogFileSize(64 << 20).
+		WithValueThreshold(valueThreshold).
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false)
 	db, err := badger.Open(opts)
@@ -123,7 +137,8 @@ func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, er
 	if open == nil {
 		open = func(b []byte) ([]byte, error) { return b, nil }
 	}
-	st := &store{db: db, seal: seal, open: open, stop: make(chan struct{})}
+	st := &store{db: db, log: log, seal: seal, open: open, stop: make(chan struct{}), done: make(chan struct{})}
+	go st.gcLoop()
 	// Each commit would otherwise rewrite a large page-cache folio of the
 	// memtable log; see internal/mapadvise.
 	if err := mapadvise.Watch(dir, 100*time.Millisecond, st.stop); err != nil {
@@ -134,7 +149,36 @@ func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, er
 
 func (s *store) close() error {
 	close(s.stop)
+	<-s.done
 	return s.db.Close()
+}
+
+// gcLoop rewrites value log files that are mostly garbage, until close.
+func (s *store) gcLoop() {
+	defer close(s.done)
+	t := time.NewTicker(gcEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		for {
+			err := s.db.RunValueLogGC(0.5)
+			if err != nil {
+				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+					s.log.Warn("namespace: value log gc", "err", err)
+				}
+				break
+			}
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+		}
+	}
 }
 
 // sync flushes written ops to stable storage.
