@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -461,7 +462,6 @@ type Config struct {
 // Config may be nil.
 func New(conn *fuse.Conn, config *Config) *Server {
 	s := &Server{
-		work:         make(chan fuse.Request),
 		conn:         conn,
 		req:          map[fuse.RequestID]*serveRequest{},
 		nodeRef:      map[Node]fuse.NodeID{},
@@ -486,8 +486,9 @@ type Server struct {
 	debug   func(msg interface{})
 	context func(ctx context.Context, req fuse.Request) context.Context
 	inline  func(req fuse.Request, node Node, handle Handle) bool
-	work    chan fuse.Request // idle workers wait here (reef patch)
-	observe func(op string, errno fuse.Errno, d time.Duration)
+	// idleReaders counts the goroutines waiting for a request (reef patch).
+	idleReaders atomic.Int32
+	observe     func(op string, errno fuse.Errno, d time.Duration)
 
 	// set once at Serve time
 	fs           FS
@@ -538,51 +539,53 @@ func (s *Server) Serve(fs FS) error {
 	})
 	s.handle = append(s.handle, nil)
 
+	return s.readLoop(true)
+}
+
+// maxIdleReaders is how many goroutines may wait in read(2) on the device
+// at once; a reader that finished a request when that many others wait
+// exits. (reef patch)
+const maxIdleReaders = 4
+
+// readLoop reads requests and serves each on the goroutine that read it,
+// until the connection ends. A request that may block (not selected by
+// Config.Inline) is served here too, after making sure another goroutine
+// is reading meanwhile (a new one if none is idle): the request starts at
+// once, and the wake-up of the other reader, if any is needed, is off its
+// path. Handing requests to a worker cost a thread wake-up each (about
+// 100 µs on a 2-vCPU VM) before they even started: a small file's write,
+// flush and release paid three. Several readers on one /dev/fuse is how
+// libfuse's multi-threaded loop works too. The main reader (Serve's own
+// goroutine) never exits before the connection ends. (reef patch)
+func (s *Server) readLoop(main bool) error {
 	for {
+		s.idleReaders.Add(1)
 		req, err := s.conn.ReadRequest()
+		idle := s.idleReaders.Add(-1)
 		if err != nil {
 			if err == io.EOF {
-				break
+				return nil
 			}
 			return err
 		}
-
 		if s.inline != nil {
 			if node, handle := s.peek(req); s.inline(req, node, handle) {
 				s.serve(req)
 				continue
 			}
 		}
-		s.wg.Add(1)
-		select {
-		case s.work <- req: // an idle worker takes it (reef patch)
-		default:
-			go s.worker(req)
+		if idle == 0 {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				if err := s.readLoop(false); err != nil {
+					s.debug(fmt.Sprintf("fuse reader: %v", err))
+				}
+			}()
 		}
-	}
-	return nil
-}
-
-// workerIdle is how long a worker goroutine waits for another request
-// before it exits. (reef patch)
-const workerIdle = 10 * time.Second
-
-// worker serves req, then further requests handed to it through s.work
-// until it has been idle for workerIdle. Reusing goroutines saves creating
-// one per request and, above all, growing its stack again each time:
-// handleRequest needs more than a new goroutine's stack, and the copying
-// cost 5-8% of a mount's CPU in sequential reads and writes. (reef patch)
-func (s *Server) worker(req fuse.Request) {
-	t := time.NewTimer(workerIdle)
-	defer t.Stop()
-	for {
 		s.serve(req)
-		s.wg.Done()
-		t.Reset(workerIdle)
-		select {
-		case req = <-s.work:
-		case <-t.C:
-			return
+		if !main && s.idleReaders.Load() >= maxIdleReaders {
+			return nil
 		}
 	}
 }
