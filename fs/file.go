@@ -87,7 +87,19 @@ func (f *File) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 	// changes made here go through the cache. Without this each open
 	// dropped them and re-read the file.
 	resp.Flags |= fuse.OpenKeepCache
-	return f.openHandle(in, !req.Flags.IsReadOnly()), nil
+	h := f.openHandle(in, !req.Flags.IsReadOnly())
+	if req.OpenFlags&fuse.OpenKillSUIDGID != 0 { // O_TRUNC by an unprivileged caller
+		var ch namespace.AttrChange
+		err := f.killPriv(ctx, h.of, &ch)
+		if err == nil && ch.Mask != 0 && !h.of.fold(ch) {
+			_, err = f.fs.applyAttr(ctx, f.ino, ch)
+		}
+		if err != nil {
+			h.release(ctx)
+			return nil, errno(f.fs.log, "open", err)
+		}
+	}
+	return h, nil
 }
 
 func (f *File) openHandle(in namespace.Inode, write bool) *Handle {
@@ -142,6 +154,14 @@ func (f *File) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 	}
 	ch := attrChange(req)
 	of := f.fs.openFile(f.ino)
+	// chown clears the set-id bits, as does truncation by a caller the
+	// kernel flags (it left both to the mount: fuse.HandleKillPriv).
+	chown := ch.Mask&(namespace.SetUid|namespace.SetGid) != 0 && ch.Mask&namespace.SetMode == 0
+	if chown || (req.Valid.Size() && req.Valid.SetattrKillSUIDGID()) {
+		if err := f.killPriv(ctx, of, &ch); err != nil {
+			return errno(f.fs.log, "setattr", err)
+		}
+	}
 	if ch.Mask != 0 && of.fold(ch) {
 		// Folded into the commit the open file's unsaved writes are
 		// waiting for (tar and rsync set mode and times on the file
@@ -160,6 +180,41 @@ func (f *File) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 	f.fs.fillAttr(of.view(in), &resp.Attr)
 	return nil
 }
+
+// killPriv adds to ch the mode change that clears the file's set-user-ID
+// bit and its set-group-ID bit if group-executable, as a local filesystem
+// does on chown and on a write or truncation by an unprivileged caller;
+// it removes the security.capability attribute. of may be nil.
+func (f *File) killPriv(ctx context.Context, of *openFile, ch *namespace.AttrChange) error {
+	in, err := f.fs.inode(f.ino)
+	if err != nil {
+		return err
+	}
+	if _, ok := in.Xattrs[capabilityXattr]; ok {
+		if err := f.fs.cfg.Tree.RemoveXattr(ctx, f.ino, capabilityXattr); err != nil && !errors.Is(err, namespace.ErrNoXattr) {
+			return err
+		}
+	}
+	mode := of.view(in).Mode
+	if ch.Mask&namespace.SetMode != 0 {
+		mode = ch.Mode
+	}
+	kill := mode
+	if kill&syscall.S_ISUID != 0 {
+		kill &^= syscall.S_ISUID
+	}
+	if kill&(syscall.S_ISGID|syscall.S_IXGRP) == syscall.S_ISGID|syscall.S_IXGRP {
+		kill &^= syscall.S_ISGID
+	}
+	if kill != mode {
+		ch.Mask |= namespace.SetMode
+		ch.Mode = kill
+	}
+	return nil
+}
+
+// capabilityXattr holds file capabilities; a write or chown drops it.
+const capabilityXattr = "security.capability"
 
 // Fsync stores the file's unsaved writes durably (bazil delivers fsync to
 // the node, not the handle).
@@ -735,6 +790,16 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	h.of.publish()
 	h.of.dropMtime() // a write after utimens makes the mtime now again
 	h.of.markDirty(off, off+int64(n))
+	if req.Flags&fuse.WriteKillSUIDGID != 0 {
+		// Folds into the commit this write now waits for.
+		var ch namespace.AttrChange
+		if err := h.file.killPriv(ctx, h.of, &ch); err != nil {
+			return errno(h.file.fs.log, "write", err)
+		}
+		if ch.Mask != 0 {
+			h.of.fold(ch)
+		}
+	}
 	h.of.appended(req.Data[:n])
 	resp.Size = n
 	return nil

@@ -310,3 +310,70 @@ func TestSetattrFoldsIntoCommit(t *testing.T) {
 		})
 	}
 }
+
+// TestKillPriv: with fuse.HandleKillPriv the mount clears set-id bits
+// itself: on chown, on a write the kernel flags, on a flagged truncation.
+func TestKillPriv(t *testing.T) {
+	ctx := context.Background()
+	const suid, sgid = os.ModeSetuid, os.ModeSetgid
+	tests := []struct {
+		name string
+		mode os.FileMode // set before
+		do   func(t *testing.T, file *File, h *Handle)
+		want os.FileMode
+	}{
+		{"chown clears suid and sgid+x", 0o755 | suid | sgid, func(t *testing.T, file *File, h *Handle) {
+			if err := file.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrUid, Uid: 7}, &fuse.SetattrResponse{}); err != nil {
+				t.Fatal(err)
+			}
+		}, 0o755},
+		{"chown keeps sgid without group x", 0o745 | sgid, func(t *testing.T, file *File, h *Handle) {
+			if err := file.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrGid, Gid: 7}, &fuse.SetattrResponse{}); err != nil {
+				t.Fatal(err)
+			}
+		}, 0o745 | sgid},
+		{"flagged write", 0o755 | suid, func(t *testing.T, file *File, h *Handle) {
+			var resp fuse.WriteResponse
+			if err := h.Write(ctx, &fuse.WriteRequest{Data: []byte("x"), Flags: fuse.WriteKillSUIDGID}, &resp); err != nil {
+				t.Fatal(err)
+			}
+		}, 0o755},
+		{"unflagged write (root)", 0o755 | suid, func(t *testing.T, file *File, h *Handle) {
+			write(t, h, 0, []byte("x"))
+		}, 0o755 | suid},
+		{"flagged truncate", 0o755 | suid, func(t *testing.T, file *File, h *Handle) {
+			req := &fuse.SetattrRequest{Valid: fuse.SetattrSize | fuse.SetattrKillSUIDGID, Size: 0}
+			if err := file.Setattr(ctx, req, &fuse.SetattrResponse{}); err != nil {
+				t.Fatal(err)
+			}
+		}, 0o755},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, ns, _ := newTestFS(t)
+			file, h := create(t, f, "f")
+			if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := file.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrMode, Mode: tc.mode}, &fuse.SetattrResponse{}); err != nil {
+				t.Fatal(err)
+			}
+			tc.do(t, file, h)
+			if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			var a fuse.Attr
+			if err := file.Attr(ctx, &a); err != nil {
+				t.Fatal(err)
+			}
+			in, _ := ns.GetInode(file.ino)
+			if got := toFileMode(in.Type, in.Mode); got.Perm()|got&(suid|sgid) != tc.want {
+				t.Errorf("stored mode %v, want %v", got, tc.want)
+			}
+			if a.Mode.Perm()|a.Mode&(suid|sgid) != tc.want {
+				t.Errorf("attr mode %v, want %v", a.Mode, tc.want)
+			}
+			h.Release(ctx, &fuse.ReleaseRequest{})
+		})
+	}
+}

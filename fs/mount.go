@@ -50,6 +50,10 @@ func (f *FS) Mount(dir string) (*Mount, error) {
 		fuse.AllowOther(),
 		fuse.MaxReadahead(readahead),
 		fuse.AsyncRead(),
+		// The mount clears set-user-ID and set-group-ID bits itself (see
+		// killPriv): without this the kernel asks for security.capability
+		// before every write(2), a request each.
+		fuse.HandleKillPriv(),
 		fuse.ReaddirPlus(),
 	)
 	if err != nil {
