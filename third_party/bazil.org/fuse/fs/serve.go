@@ -570,7 +570,7 @@ func (s *Server) readLoop(main bool) error {
 		}
 		if s.inline != nil {
 			if node, handle := s.peek(req); s.inline(req, node, handle) {
-				s.serve(req)
+				s.serveOpt(req, false)
 				continue
 			}
 		}
@@ -1011,7 +1011,15 @@ func (m *logDuplicateRequestID) String() string {
 	return fmt.Sprintf("Duplicate request: new %v, old %v", m.New, m.Old)
 }
 
-func (c *Server) serve(r fuse.Request) {
+func (c *Server) serve(r fuse.Request) { c.serveOpt(r, true) }
+
+// serveOpt serves r; a request that is not interruptible ignores the
+// kernel's INTERRUPT for it. Requests served inline are not: they are
+// quick, and an interrupt read by another reader while one ran would make
+// it fail with EINTR (mknod, unlink, ... are not restarted by callers);
+// a single reader used to answer them before it could read the
+// interrupt. (reef patch)
+func (c *Server) serveOpt(r fuse.Request, interruptible bool) {
 	start := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -1021,6 +1029,9 @@ func (c *Server) serve(r fuse.Request) {
 	}
 
 	req := &serveRequest{Request: r, cancel: cancel}
+	if !interruptible {
+		req.cancel = nil // (reef patch)
+	}
 
 	switch r.(type) {
 	case *fuse.NotifyReply:
