@@ -375,7 +375,7 @@ func (ns *Namespace) commit(ctx context.Context, build func(s *state) ([]Op, err
 		ops[i].Seq = ns.seq
 	}
 	t0 := time.Now()
-	if err := ns.db.putOps(ops); err != nil {
+	if err := ns.db.appendOps(ops); err != nil {
 		ns.seq -= uint64(len(ops))
 		ns.wmu.Unlock()
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -93,13 +94,20 @@ func opKey(t Timestamp) []byte { return append([]byte{pfxOp}, tsKey(t)...) }
 
 // store wraps badger; badger types stay inside it.
 type store struct {
-	db   *badger.DB
-	log  *slog.Logger
-	seal func([]byte) ([]byte, error)
-	open func([]byte) ([]byte, error)
-	stop chan struct{} // closed by close: ends the map advisor and the GC
-	done chan struct{} // closed when the GC has ended
+	db    *badger.DB
+	log   *slog.Logger
+	seal  func([]byte) ([]byte, error)
+	open  func([]byte) ([]byte, error)
+	stop  chan struct{} // closed by close: ends the map advisor, the GC and the flusher
+	done  chan struct{} // closed when the GC has ended
+	ops   *opLog        // this peer's own ops on their way to badger (oplog.go)
+	kick  chan struct{} // wakes the flusher early
+	fdone chan struct{} // closed when the flusher has ended
 }
+
+// flushEvery is how long this peer's own ops may wait in the op log
+// before they are put into badger.
+const flushEvery = 50 * time.Millisecond
 
 // valueThreshold: values from this size (ops carrying a small file's
 // content, inline contents kept apart) go to badger's value log, written
@@ -137,8 +145,14 @@ func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, er
 	if open == nil {
 		open = func(b []byte) ([]byte, error) { return b, nil }
 	}
-	st := &store{db: db, log: log, seal: seal, open: open, stop: make(chan struct{}), done: make(chan struct{})}
+	st := &store{db: db, log: log, seal: seal, open: open, stop: make(chan struct{}), done: make(chan struct{}),
+		kick: make(chan struct{}, 1), fdone: make(chan struct{})}
+	if st.ops, err = openLog(filepath.Join(dir, "reef-ops.log"), seal, open, !lazy, st.putOps); err != nil {
+		db.Close()
+		return nil, err
+	}
 	go st.gcLoop()
+	go st.flusher()
 	// Each commit would otherwise rewrite a large page-cache folio of the
 	// memtable log; see internal/mapadvise.
 	if err := mapadvise.Watch(dir, 100*time.Millisecond, st.stop); err != nil {
@@ -150,7 +164,49 @@ func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, er
 func (s *store) close() error {
 	close(s.stop)
 	<-s.done
-	return s.db.Close()
+	<-s.fdone
+	err := s.flush()
+	if cerr := s.ops.close(); err == nil {
+		err = cerr
+	}
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// appendOps durably writes this peer's own new ops (to the op log).
+func (s *store) appendOps(ops []Op) error {
+	full, err := s.ops.append(ops)
+	if full {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	return err
+}
+
+// flush puts the op log's ops into badger. Everything that reads ops from
+// badger calls it first.
+func (s *store) flush() error { return s.ops.flush(s.putOps) }
+
+// flusher flushes the op log every flushEvery, or when kicked, until close.
+func (s *store) flusher() {
+	defer close(s.fdone)
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		case <-s.kick:
+		}
+		if err := s.flush(); err != nil {
+			s.log.Warn("namespace: moving ops from the op log to the store", "err", err)
+		}
+	}
 }
 
 // gcLoop rewrites value log files that are mostly garbage, until close.
@@ -182,7 +238,12 @@ func (s *store) gcLoop() {
 }
 
 // sync flushes written ops to stable storage.
-func (s *store) sync() error { return s.db.Sync() }
+func (s *store) sync() error {
+	if err := s.flush(); err != nil {
+		return err
+	}
+	return s.db.Sync()
+}
 
 // putOps durably writes ops (synced before returning).
 func (s *store) putOps(ops []Op) error {
@@ -253,6 +314,9 @@ func (s *store) decodeStored(v []byte) (Op, error) {
 // scanOps calls fn, in Timestamp order, for every stored op for which
 // skip(ts, seq) is false.
 func (s *store) scanOps(skip func(ts Timestamp, seq uint64) bool, fn func(Op) error) error {
+	if err := s.flush(); err != nil {
+		return err
+	}
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxOp}})
 		defer it.Close()
@@ -290,6 +354,9 @@ func (s *store) scanOps(skip func(ts Timestamp, seq uint64) bool, fn func(Op) er
 
 // scanSeqs calls fn for every (origin, seq) in the index.
 func (s *store) scanSeqs(fn func(origin string, seq uint64)) error {
+	if err := s.flush(); err != nil {
+		return err
+	}
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxSeq}})
 		defer it.Close()
@@ -307,6 +374,9 @@ func (s *store) scanSeqs(fn func(origin string, seq uint64)) error {
 // opsFrom returns the stored ops of origin with seq > from, in seq order, at
 // most max of them.
 func (s *store) opsFrom(origin string, from uint64, max int) ([]Op, bool, error) {
+	if err := s.flush(); err != nil {
+		return nil, false, err
+	}
 	var ops []Op
 	more := false
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -563,6 +633,10 @@ func (s *store) loadCompacted() (map[string]uint64, error) {
 // compact deletes stored ops with TS <= upTo, updating compacted. It returns
 // the number of ops deleted.
 func (s *store) compact(upTo Timestamp, compacted map[string]uint64) (int, error) {
+	// Ops waiting in the op log must not land in badger after the cut.
+	if err := s.flush(); err != nil {
+		return 0, err
+	}
 	type victim struct {
 		key    []byte
 		origin string
@@ -618,6 +692,9 @@ func (s *store) compact(upTo Timestamp, compacted map[string]uint64) (int, error
 
 // countOps counts the stored ops (keys only).
 func (s *store) countOps() (int64, error) {
+	if err := s.flush(); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxOp}})
@@ -632,6 +709,9 @@ func (s *store) countOps() (int64, error) {
 
 // reset deletes everything.
 func (s *store) reset() error {
+	if err := s.flush(); err != nil {
+		return err
+	}
 	if err := s.db.DropAll(); err != nil {
 		return fmt.Errorf("namespace: drop: %w", err)
 	}
