@@ -234,9 +234,21 @@ func (in *inbox) trimLocked() {
 	in.f, in.size, in.rotated = f, 0, in.appended
 }
 
+// Under a stream of pushes (the previous apply ended less than
+// applyBusy ago) the applier waits applyDelay before it applies, so that
+// one namespace transaction takes the batches of several pushes: each
+// transaction wakes several of badger's goroutines, competing on shared
+// cores with the acknowledgements closes wait for. A lone change is
+// applied at once (cross-mount visibility).
+const (
+	applyBusy  = 5 * time.Millisecond
+	applyDelay = 2 * time.Millisecond
+)
+
 // run applies queued batches until close.
 func (in *inbox) run() {
 	defer close(in.done)
+	var last time.Time // when the previous apply ended
 	for {
 		in.mu.Lock()
 		for len(in.ops) == 0 && !in.closed {
@@ -246,6 +258,11 @@ func (in *inbox) run() {
 			in.mu.Unlock()
 			return
 		}
+		if !in.closed && time.Since(last) < applyBusy {
+			in.mu.Unlock()
+			time.Sleep(applyDelay)
+			in.mu.Lock()
+		}
 		batches := in.ops
 		in.mu.Unlock()
 
@@ -254,6 +271,7 @@ func (in *inbox) run() {
 			all = append(all, ops...)
 		}
 		_, err := in.ns.ApplyRemote(all)
+		last = time.Now()
 
 		in.mu.Lock()
 		if err == nil {
