@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/reefproject/reef/namespace"
@@ -51,6 +52,7 @@ type inbox struct {
 	applied  uint64           // batches applied so far
 	closed   bool
 	done     chan struct{}
+	eager    atomic.Bool // apply at once, never wait for company (the peer mounts)
 }
 
 const (
@@ -234,12 +236,14 @@ func (in *inbox) trimLocked() {
 	in.f, in.size, in.rotated = f, 0, in.appended
 }
 
-// Under a stream of pushes (the previous apply ended less than
-// applyBusy ago) the applier waits applyDelay before it applies, so that
-// one namespace transaction takes the batches of several pushes: each
-// transaction wakes several of badger's goroutines, competing on shared
-// cores with the acknowledgements closes wait for. A lone change is
-// applied at once (cross-mount visibility).
+// On a peer that serves no mount, under a stream of pushes (the previous
+// apply ended less than applyBusy ago) the applier waits applyDelay before
+// it applies, so that one namespace transaction takes the batches of
+// several pushes: each transaction wakes several of badger's goroutines,
+// competing on shared cores with the acknowledgements closes wait for.
+// Nobody looks at such a peer's tree but other peers (anti-entropy and
+// fsync wait for the inbox to drain). A peer that mounts applies at once:
+// cross-mount visibility.
 const (
 	applyBusy  = 5 * time.Millisecond
 	applyDelay = 2 * time.Millisecond
@@ -258,7 +262,7 @@ func (in *inbox) run() {
 			in.mu.Unlock()
 			return
 		}
-		if !in.closed && time.Since(last) < applyBusy {
+		if !in.closed && !in.eager.Load() && time.Since(last) < applyBusy {
 			in.mu.Unlock()
 			time.Sleep(applyDelay)
 			in.mu.Lock()

@@ -254,6 +254,7 @@ func (p *Peer) startMount(ctx context.Context) error {
 	if p.mount, err = f.Mount(p.cfg.Mount); err != nil {
 		return fmt.Errorf("peer: %w", err)
 	}
+	p.inbox.eager.Store(true) // this mount's users see pushed changes at once
 	if err := p.node.UpdateMeta(func(m *membership.Meta) { m.Flags |= membership.FlagMounted }); err != nil {
 		p.log.Warn("advertising the mount", "err", err)
 	}
