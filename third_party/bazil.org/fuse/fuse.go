@@ -116,6 +116,7 @@ type Conn struct {
 	// File handle for kernel communication. Only safe to access if
 	// rio or wio is held.
 	dev *os.File
+	wfd int // dev's descriptor, written with write(2) directly; -1: use dev.Fd() (reef patch)
 	wio sync.RWMutex
 	rio sync.RWMutex
 
@@ -164,8 +165,9 @@ func Mount(dir string, options ...MountOption) (*Conn, error) {
 	// back when the request comes (extra thread wake-ups per request on a
 	// busy machine). /dev/fuse supports poll and O_NONBLOCK reads. (reef
 	// patch)
-	if nf, err := pollable(f); err == nil {
-		f = nf
+	c.wfd = -1
+	if nf, fd, err := pollable(f); err == nil {
+		f, c.wfd = nf, fd
 	}
 	c.dev = f
 
@@ -555,28 +557,28 @@ func (c *Conn) Close() error {
 	return c.dev.Close()
 }
 
-// pollable returns f reopened through Go's poller (non-blocking); f is
-// closed on success. (reef patch)
-func pollable(f *os.File) (*os.File, error) {
+// pollable returns f reopened through Go's poller (non-blocking), and its
+// descriptor for writes; f is closed on success. (reef patch)
+func pollable(f *os.File) (*os.File, int, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	var fd int
 	var derr error
 	if err := rc.Control(func(raw uintptr) { fd, derr = syscall.Dup(int(raw)) }); err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	if derr != nil {
-		return nil, derr
+		return nil, -1, derr
 	}
 	if err := syscall.SetNonblock(fd, true); err != nil {
 		syscall.Close(fd)
-		return nil, err
+		return nil, -1, err
 	}
 	nf := os.NewFile(uintptr(fd), f.Name())
 	f.Close()
-	return nf, nil
+	return nf, fd, nil
 }
 
 func (c *Conn) Protocol() Protocol {
@@ -1207,7 +1209,16 @@ func (c *Conn) writeToKernel(msg []byte) error {
 
 	c.wio.RLock()
 	defer c.wio.RUnlock()
-	nn, err := c.dev.Write(msg) // (reef patch: was syscall.Write)
+	// Not c.dev.Write: os.File serializes writes, and a notification the
+	// kernel holds (it waits for a directory lock that a CREATE or
+	// RENAME in flight holds) would then keep that request's answer from
+	// being written: a deadlock. Writes to /dev/fuse never block on
+	// O_NONBLOCK. (reef patch)
+	fd := c.wfd
+	if fd < 0 {
+		fd = int(c.dev.Fd())
+	}
+	nn, err := syscall.Write(fd, msg)
 	if err == nil && nn != len(msg) {
 		Debug(bugShortKernelWrite{
 			Written: int64(nn),
