@@ -121,21 +121,29 @@ func (l *opLog) read(p string) ([]Op, error) {
 	return ops, nil
 }
 
-// append writes ops as one record. It reports whether enough ops wait for
-// the flusher to be woken early.
-func (l *opLog) append(ops []Op) (bool, error) {
+// record encodes ops as one framed, sealed record.
+func (l *opLog) record(ops []Op) ([]byte, error) {
 	plain, err := EncodeOps(ops)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	body, err := l.seal(plain)
 	if err != nil {
-		return false, fmt.Errorf("namespace: op log: seal: %w", err)
+		return nil, fmt.Errorf("namespace: op log: seal: %w", err)
 	}
 	rec := make([]byte, 8, 8+len(body))
 	binary.BigEndian.PutUint32(rec[:4], uint32(len(body)))
 	binary.BigEndian.PutUint32(rec[4:], crc32.Checksum(body, logCRC))
-	rec = append(rec, body...)
+	return append(rec, body...), nil
+}
+
+// append writes ops as one record. It reports whether enough ops wait for
+// the flusher to be woken early.
+func (l *opLog) append(ops []Op) (bool, error) {
+	rec, err := l.record(ops)
+	if err != nil {
+		return false, err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
@@ -164,14 +172,9 @@ func (l *opLog) restartLocked() {
 		return
 	}
 	if len(l.pending) > 0 {
-		plain, err := EncodeOps(l.pending)
+		rec, err := l.record(l.pending)
 		if err == nil {
-			var body []byte
-			if body, err = l.seal(plain); err == nil {
-				rec := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
-				rec = binary.BigEndian.AppendUint32(rec, crc32.Checksum(body, logCRC))
-				_, err = f.Write(append(rec, body...))
-			}
+			_, err = f.Write(rec)
 		}
 		if err != nil {
 			f.Close()
