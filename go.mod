@@ -49,3 +49,5 @@ require (
 )
 
 replace bazil.org/fuse => ./third_party/bazil.org/fuse
+
+replace github.com/dgraph-io/badger/v4 => ./third_party/github.com/dgraph-io/badger

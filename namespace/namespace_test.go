@@ -301,9 +301,8 @@ func TestReadDir100k(t *testing.T) {
 	if !slices.IsSortedFunc(es, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) }) {
 		t.Error("not sorted")
 	}
-	if limit := 500 * time.Millisecond; el > limit && !raceEnabled {
-		t.Errorf("ReadDir of 100k took %v", el)
-	}
+	// Speed is BenchmarkReadDir100k's business, not a test's: a loaded
+	// machine made a time limit here fail with nothing wrong.
 	t.Logf("ReadDir 100k: %v", el)
 }
 
