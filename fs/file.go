@@ -279,6 +279,10 @@ type openFile struct {
 	// does, wb (once the file passes streamMin) stores them as they come.
 	seq bool
 	wb  *writeBehind
+	// lost is set when a write-behind store failed: the bytes it had
+	// taken are gone, so the file cannot be stored; every read and
+	// commit returns it until a truncate to zero starts the file afresh.
+	lost error
 
 	// Lazy staging of a big chunked file.
 	old        [32]byte       // manifest the unchanged blocks come from; zero: staging holds everything
@@ -557,10 +561,18 @@ func (of *openFile) truncate(ctx context.Context, size int64) error {
 	if err := of.stage(ctx, size); err != nil {
 		return err
 	}
+	if of.lost != nil {
+		if size != 0 {
+			return of.lost
+		}
+		of.lost, of.old, of.have = nil, [32]byte{}, nil
+	}
 	if size == of.size {
 		return nil
 	}
-	of.breakSeq()
+	if err := of.breakSeq(ctx); err != nil {
+		return err
+	}
 	lo, hi := min(size, of.size), max(size, of.size)
 	if of.old != ([32]byte{}) {
 		// The block holding the new end keeps its head: fill it first.
@@ -593,10 +605,17 @@ func (of *openFile) commit(ctx context.Context) error {
 	if !of.dirty || of.staging == nil {
 		return nil
 	}
+	if of.lost != nil {
+		return of.lost
+	}
 	var c namespace.Content
 	c.Size = of.size
-	if of.size <= of.fs.cfg.InlineMax || of.old != ([32]byte{}) {
-		of.dropStream()
+	if of.wb != nil {
+		// The stream holds the file as written here: it becomes the
+		// content, and the file continues staged lazily over it.
+		if err := of.settle(ctx); err != nil {
+			return err
+		}
 	}
 	switch {
 	case of.size <= of.fs.cfg.InlineMax:
@@ -604,6 +623,8 @@ func (of *openFile) commit(ctx context.Context) error {
 		if _, err := of.readAt(ctx, c.Inline, 0); err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("fs: read staging: %w", err)
 		}
+	case of.old != ([32]byte{}) && of.dirtyStart >= of.dirtyEnd && of.cut == of.size:
+		c.Manifest = of.old // stored by the stream, nothing changed since
 	case of.old != ([32]byte{}):
 		m, err := of.fs.cfg.Content.StoreRange(ctx, of.old, readerAt{ctx, of}, of.size, of.dirtyStart, of.dirtyEnd)
 		if err != nil {
@@ -611,14 +632,6 @@ func (of *openFile) commit(ctx context.Context) error {
 		}
 		c.Manifest = m
 	default:
-		m, streamed, err := of.takeStream(ctx)
-		if err != nil {
-			return err
-		}
-		if streamed {
-			c.Manifest = m
-			break
-		}
 		m, n, err := of.fs.cfg.Content.Store(ctx, io.NewSectionReader(of.staging, 0, of.size))
 		if err != nil {
 			return err
@@ -681,7 +694,9 @@ func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) erro
 			return errno(h.file.fs.log, "fallocate", err)
 		}
 		if end > h.of.size {
-			h.of.breakSeq()
+			if err := h.of.breakSeq(ctx); err != nil {
+				return errno(h.file.fs.log, "fallocate", err)
+			}
 			if err := h.of.grow(end); err != nil {
 				return errno(h.file.fs.log, "fallocate", err)
 			}
@@ -700,12 +715,18 @@ func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) erro
 			return errno(h.file.fs.log, "fallocate", err)
 		}
 		if start := int64(req.Offset); start < h.of.size {
-			h.of.breakSeq()
-			zero := make([]byte, min(end, h.of.size)-start)
+			if err := h.of.breakSeq(ctx); err != nil {
+				return errno(h.file.fs.log, "fallocate", err)
+			}
+			if err := h.of.prepareWrite(ctx, start, min(end, h.of.size)); err != nil {
+				return errno(h.file.fs.log, "fallocate", err)
+			}
+			stop := min(end, h.of.size)
+			zero := make([]byte, stop-start)
 			if _, err := h.of.staging.WriteAt(zero, start); err != nil {
 				return errno(h.file.fs.log, "fallocate", err)
 			}
-			h.of.setDirty()
+			h.of.markDirty(start, stop)
 		}
 		return nil
 	default:
@@ -726,6 +747,14 @@ func (h *Handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.Rea
 	}
 	h.of.mu.Lock()
 	if h.of.staging != nil {
+		err := h.of.lost
+		if err == nil {
+			err = h.of.settle(ctx) // the stream holds what staging lacks
+		}
+		if err != nil {
+			h.of.mu.Unlock()
+			return errno(h.file.fs.log, "read", err)
+		}
 		n, err := h.of.readAt(ctx, buf, req.Offset)
 		h.of.mu.Unlock()
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -768,25 +797,41 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	if req.FileFlags&fuse.OpenAppend != 0 {
 		off = h.of.size
 	}
+	if h.of.lost != nil {
+		return errno(h.file.fs.log, "write", h.of.lost)
+	}
 	end := off + int64(len(req.Data))
 	if off != h.of.size {
-		h.of.breakSeq()
-	}
-	if err := h.of.grow(end); err != nil {
-		return errno(h.file.fs.log, "write", err)
-	}
-	if err := h.of.prepareWrite(ctx, off, end); err != nil {
-		return errno(h.file.fs.log, "write", err)
-	}
-	n, err := h.of.staging.WriteAt(req.Data, off)
-	if err != nil {
-		h.of.breakSeq()
-		if errors.Is(err, syscall.ENOSPC) {
-			return fuse.Errno(syscall.ENOSPC)
+		if err := h.of.breakSeq(ctx); err != nil {
+			return errno(h.file.fs.log, "write", err)
 		}
-		return errno(h.file.fs.log, "write", err)
 	}
-	h.of.size = max(h.of.size, off+int64(n))
+	n := len(req.Data)
+	if h.of.wb != nil {
+		// Appended through the stream, not the staging file.
+		if err := h.of.push(req.Data); err != nil {
+			h.of.publish()
+			return errno(h.file.fs.log, "write", err)
+		}
+	} else {
+		if err := h.of.grow(end); err != nil {
+			return errno(h.file.fs.log, "write", err)
+		}
+		if err := h.of.prepareWrite(ctx, off, end); err != nil {
+			return errno(h.file.fs.log, "write", err)
+		}
+		var err error
+		n, err = h.of.staging.WriteAt(req.Data, off)
+		if err != nil {
+			h.of.seq = false // no stream runs here (see above)
+			if errors.Is(err, syscall.ENOSPC) {
+				return fuse.Errno(syscall.ENOSPC)
+			}
+			return errno(h.file.fs.log, "write", err)
+		}
+		h.of.size = max(h.of.size, off+int64(n))
+		h.of.appended(req.Data[:n])
+	}
 	h.of.publish()
 	h.of.dropMtime() // a write after utimens makes the mtime now again
 	h.of.markDirty(off, off+int64(n))
@@ -800,7 +845,6 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 			h.of.fold(ch)
 		}
 	}
-	h.of.appended(req.Data[:n])
 	resp.Size = n
 	return nil
 }

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,16 +26,20 @@ var (
 
 // maxAhead bounds how far the application's writes may run ahead of the
 // background store: past it a write waits for the store (back-pressure). The
-// bytes in between sit in the staging file, not in memory.
+// bytes in between are held in memory (pooled buffers), so a stream costs
+// at most this much memory per file.
 const maxAhead = 32 << 20
 
 // writeBehind runs a Content.Store in the background over the bytes of a
 // file being appended, so that chunking, encoding and uploading overlap with
-// the application's writes. The store reads the appended bytes from the
-// staging file itself (a tailReader): a write only records that more bytes
-// are there and wakes the store, so it neither copies the bytes again nor
-// waits for the store's goroutine to be scheduled, which on a busy machine
-// costs more than the write itself.
+// the application's writes. The store reads the bytes staged before the
+// stream started from the staging file and every later append from memory
+// (a tailReader): while a stream runs, appended bytes are not written to
+// the staging file at all. Writing them there cost the mount peer a copy
+// into freshly allocated page cache and a read back, about 1.5 CPU-s per
+// GiB on the project's VM. Whatever needs the staging copy to be whole
+// (a read, an overwrite, a truncate) first ends the stream and continues
+// over the manifest it stored (openFile.settle), as for any big file.
 //
 // A writeBehind belongs to one openFile and is used under its mutex. Its
 // goroutine is stopped by finish or abort.
@@ -49,11 +54,12 @@ type writeBehind struct {
 	err      error
 }
 
-// startWriteBehind starts c.Store on the bytes of r as they are appended.
-// The store runs detached from any FUSE request; abort cancels it.
-func startWriteBehind(c Content, r io.ReaderAt) *writeBehind {
+// startWriteBehind starts c.Store on the first staged bytes of r, then on
+// the bytes pushed. The store runs detached from any FUSE request; abort
+// cancels it.
+func startWriteBehind(c Content, r io.ReaderAt, staged int64) *writeBehind {
 	ctx, cancel := context.WithCancel(context.Background())
-	t := &tailReader{r: r}
+	t := &tailReader{r: r, rEnd: staged, avail: staged}
 	t.cond = sync.NewCond(&t.mu)
 	w := &writeBehind{tail: t, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -104,20 +110,26 @@ func (w *writeBehind) abort() {
 	w.tail.fail(errStreamAborted)
 }
 
-// tailReader reads a staging file up to the bytes appended so far, waiting
-// for more until end; it is the io.Reader the background store consumes.
-// The bytes below avail are never changed while it is in use: a write that
-// would change them abandons the stream first.
+// tailReader is the io.Reader the background store consumes: the first
+// rEnd bytes from the staging file, then the appended bytes queued in
+// memory, waiting for more until end. The staged bytes are never changed
+// while it is in use: a write that would change them ends the stream first.
 type tailReader struct {
-	r io.ReaderAt
+	r    io.ReaderAt
+	rEnd int64 // bytes below this come from r
 
 	mu    sync.Mutex // guards the fields below
 	cond  *sync.Cond // on mu: avail, pos, ended or err changed
 	pos   int64      // bytes read
 	avail int64      // bytes appended
+	q     [][]byte   // appended bytes from max(pos, rEnd) on, in order
+	qoff  int        // bytes of q[0] already read
 	ended bool       // no more bytes will be appended
 	err   error      // the stream failed or was abandoned
 }
+
+// streamBuf holds the bytes of one write while the store catches up.
+var streamBuf = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
 
 // Read reads appended bytes, waiting for some when it has read them all.
 func (t *tailReader) Read(p []byte) (int, error) {
@@ -134,7 +146,35 @@ func (t *tailReader) Read(p []byte) (int, error) {
 		t.mu.Unlock()
 		return 0, io.EOF
 	}
-	pos, n := t.pos, min(int64(len(p)), t.avail-t.pos)
+	if t.pos >= t.rEnd {
+		// From memory, one buffer per call, copied without the lock:
+		// only this goroutine consumes q, pushes only append to it.
+		b := t.q[0][t.qoff:]
+		t.mu.Unlock()
+		n := copy(p, b)
+		t.mu.Lock()
+		if t.err != nil { // abandoned meanwhile: q is gone
+			err := t.err
+			t.mu.Unlock()
+			return 0, err
+		}
+		t.pos += int64(n)
+		t.qoff += n
+		if n == len(b) {
+			done := t.q[0]
+			t.q[0] = nil
+			t.q = t.q[1:]
+			t.qoff = 0
+			if cap(done) == 1<<20 {
+				done = done[:0]
+				streamBuf.Put(&done)
+			}
+		}
+		t.cond.Broadcast()
+		t.mu.Unlock()
+		return n, nil
+	}
+	pos, n := t.pos, min(int64(len(p)), t.rEnd-t.pos)
 	t.mu.Unlock()
 	m, err := t.r.ReadAt(p[:n], pos)
 	if int64(m) < n && err == nil {
@@ -150,15 +190,23 @@ func (t *tailReader) Read(p []byte) (int, error) {
 	return m, nil
 }
 
-// add records that n more bytes were appended, then waits while the reader
-// is more than maxAhead bytes behind. It returns the stream's error, if any.
-func (t *tailReader) add(n int64) error {
+// push queues a copy of p (just appended) for the store, then waits while
+// the reader is more than maxAhead bytes behind. It returns the stream's
+// error, if any: then p was not taken.
+func (t *tailReader) push(p []byte) error {
+	var b []byte
+	if len(p) <= 1<<20 {
+		b = append((*streamBuf.Get().(*[]byte))[:0], p...)
+	} else {
+		b = bytes.Clone(p)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.err != nil {
 		return t.err
 	}
-	t.avail += n
+	t.q = append(t.q, b)
+	t.avail += int64(len(p))
 	t.cond.Broadcast()
 	for t.avail-t.pos > maxAhead && t.err == nil {
 		t.cond.Wait()
@@ -180,38 +228,96 @@ func (t *tailReader) fail(err error) {
 	if t.err == nil {
 		t.err = err
 	}
+	t.q = nil // nobody reads them now
 	t.cond.Broadcast()
 	t.mu.Unlock()
 }
 
-// appended records that p was just appended to the staging copy and hands
-// it to the write-behind stream, starting one (over the staged bytes before
-// p too) once the file passes streamMin. Holds of.mu.
+// appended records that p was just appended to the staging copy and
+// starts a write-behind stream over the staged bytes once the file passes
+// streamMin; later appends go to the stream (openFile.push), not to the
+// staging file. Holds of.mu.
 func (of *openFile) appended(p []byte) {
-	if !writeBehindEnabled || !of.seq {
+	if !writeBehindEnabled || !of.seq || of.wb != nil {
 		return
 	}
-	n := int64(len(p))
-	if of.wb == nil {
-		st, ok := of.staging.(*fileStage)
-		if !ok || of.size <= streamMin || of.size <= of.fs.cfg.InlineMax {
-			return
-		}
-		// The reader keeps st: a fileStage is never replaced while the
-		// stream runs (truncate and release abandon the stream first).
-		of.wb = startWriteBehind(of.fs.cfg.Content, st)
-		n = of.size // the staged bytes before p too
+	st, ok := of.staging.(*fileStage)
+	if !ok || of.size <= streamMin || of.size <= of.fs.cfg.InlineMax {
+		return
 	}
-	// An error ends the stream; finish reports it at commit.
-	_ = of.wb.tail.add(n)
+	// The reader keeps st: a fileStage is never replaced while the stream
+	// runs (truncate and release end the stream first).
+	of.wb = startWriteBehind(of.fs.cfg.Content, st, of.size)
 }
 
-// breakSeq records that the staging copy is no longer just the bytes
-// appended from offset 0: a write-behind stream cannot describe it, and
-// commit stores the staging copy instead. Holds of.mu.
-func (of *openFile) breakSeq() {
+// push appends p through the running stream. On an error the stream has
+// failed and the bytes not stored are gone: the file is lost (every later
+// read and commit fails) until it is truncated to zero. Holds of.mu.
+func (of *openFile) push(p []byte) error {
+	if err := of.wb.tail.push(p); err != nil {
+		of.wb.abort()
+		of.wb = nil
+		of.lost = fmt.Errorf("fs: write-behind store: %w", err)
+		return of.lost
+	}
+	of.size += int64(len(p))
+	return nil
+}
+
+// breakSeq records that the file is about to change otherwise than by an
+// append: the stream, if any, is ended first and the file continues over
+// what it stored (settle). Holds of.mu.
+func (of *openFile) breakSeq(ctx context.Context) error {
 	of.seq = false
-	of.dropStream()
+	return of.settle(ctx)
+}
+
+// settle ends the write-behind stream, if any, and makes the staging copy
+// a lazily staged one over the manifest the stream stored (which holds
+// exactly the file as written here): unchanged blocks are read from it,
+// and the next commit stores only what changes from now on. Holds of.mu.
+func (of *openFile) settle(ctx context.Context) error {
+	if of.wb == nil {
+		return nil
+	}
+	m, err := of.finishStream(uninterruptible(ctx))
+	if err != nil {
+		return err
+	}
+	return of.adopt(m)
+}
+
+// finishStream ends the stream and returns its manifest; on a failure the
+// file is lost (see push). Holds of.mu.
+func (of *openFile) finishStream(ctx context.Context) ([32]byte, error) {
+	wb := of.wb
+	of.wb = nil
+	m, n, err := wb.finish(ctx)
+	if err == nil && n != of.size {
+		err = fmt.Errorf("stored %d bytes of %d", n, of.size)
+	}
+	if err != nil {
+		of.lost = fmt.Errorf("fs: write-behind store: %w", err)
+		return m, of.lost
+	}
+	return m, nil
+}
+
+// adopt makes m, stored content equal to the file as written here, the
+// content that unstaged blocks come from; the staging file holds none of
+// it (its first blocks may still hold the bytes staged before the stream:
+// they are dropped). Holds of.mu.
+func (of *openFile) adopt(m [32]byte) error {
+	if err := of.staging.Truncate(0); err != nil {
+		return err
+	}
+	if err := of.staging.Truncate(of.size); err != nil {
+		return err
+	}
+	of.old, of.cut, of.have = m, of.size, map[int64]bool{}
+	of.dirtyStart, of.dirtyEnd = 1<<62, 0
+	of.seq = false
+	return nil
 }
 
 // dropStream abandons the write-behind stream, if any. Holds of.mu.
@@ -220,28 +326,4 @@ func (of *openFile) dropStream() {
 		of.wb.abort()
 		of.wb = nil
 	}
-}
-
-// takeStream ends the write-behind stream and returns its manifest when it
-// describes the staging copy exactly (ok false: store the staging copy).
-// An error of the background store is returned: it must reach the caller
-// of flush or fsync. Holds of.mu.
-func (of *openFile) takeStream(ctx context.Context) (m [32]byte, ok bool, err error) {
-	wb := of.wb
-	if wb == nil {
-		return m, false, nil
-	}
-	of.wb = nil
-	if !of.seq || of.old != ([32]byte{}) {
-		wb.abort()
-		return m, false, nil
-	}
-	m, n, err := wb.finish(ctx)
-	if err != nil {
-		return m, false, fmt.Errorf("fs: write-behind store: %w", err)
-	}
-	if n != of.size {
-		return m, false, fmt.Errorf("fs: write-behind stored %d bytes of %d", n, of.size)
-	}
-	return m, true, nil
 }

@@ -28,6 +28,18 @@ func appendAll(t *testing.T, h *Handle, off int64, data []byte) {
 	}
 }
 
+// appendUntilError appends data from 0 as appendAll does and returns the
+// first write's error (a failed stream fails the write that finds it).
+func appendUntilError(h *Handle, data []byte) error {
+	for i := 0; i < len(data); i += 128 << 10 {
+		req := &fuse.WriteRequest{Offset: int64(i), Data: data[i:min(i+128<<10, len(data))]}
+		if err := h.Write(context.Background(), req, &fuse.WriteResponse{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func flush(t *testing.T, h *Handle) {
 	t.Helper()
 	if err := h.Flush(context.Background(), &fuse.FlushRequest{}); err != nil {
@@ -118,11 +130,32 @@ func TestWriteBehind(t *testing.T) {
 			}
 			flush(t, h) // nothing new
 			appendAll(t, h, 2<<20, data[2<<20:])
-			if !streaming(h) {
-				t.Error("no write-behind stream after appending past a flush")
+			if streaming(h) {
+				t.Error("a new stream after a flush: the file continues over the stored manifest")
 			}
 			return data
-		}, 2}, // one stream per flush
+		}, 1}, // the stream, then StoreRange of what was appended after the flush
+		{"sequential then read back", func(t *testing.T, file *File, h *Handle) []byte {
+			appendAll(t, h, 0, data[:4<<20])
+			if got := readAll(t, h, 4<<20); !bytes.Equal(got, data[:4<<20]) {
+				t.Errorf("read back while streaming: %d bytes, differ", len(got))
+			}
+			if streaming(h) {
+				t.Error("stream still running after a read")
+			}
+			appendAll(t, h, 4<<20, data[4<<20:])
+			return data
+		}, 1},
+		{"sequential then punch hole", func(t *testing.T, file *File, h *Handle) []byte {
+			appendAll(t, h, 0, data)
+			want := bytes.Clone(data)
+			req := &fuse.FAllocateRequest{Offset: 100000, Length: 600000, Mode: fuse.FAllocatePunchHole | fuse.FAllocateKeepSize}
+			if err := h.FAllocate(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			clear(want[100000:700000])
+			return want
+		}, 1},
 		{"append mode", func(t *testing.T, file *File, h *Handle) []byte {
 			for i := 0; i < len(data); i += 100000 {
 				var resp fuse.WriteResponse
@@ -169,23 +202,47 @@ func TestWriteBehind(t *testing.T) {
 }
 
 // TestWriteBehindStoreError checks that a failure of the background store
-// reaches flush as EIO, and that a later flush stores the file.
+// reaches the writer as EIO (at a write or at flush) and keeps failing:
+// the bytes the stream took are gone, so nothing may be stored as if the
+// file were whole; the namespace keeps the version before; a truncate to
+// zero starts afresh.
 func TestWriteBehindStoreError(t *testing.T) {
 	f, _, mc := newTestFS(t)
 	mc.failAfter = 3 << 20
 	file, h := create(t, f, "f")
 	data := randBytes(8<<20, 3)
-	appendAll(t, h, 0, data)
-	err := h.Flush(context.Background(), &fuse.FlushRequest{})
-	if !errors.Is(err, fuse.Errno(syscall.EIO)) {
-		t.Fatalf("flush after a store failure = %v, want EIO", err)
+	failed := appendUntilError(h, data)
+	if failed == nil {
+		failed = h.Flush(context.Background(), &fuse.FlushRequest{})
+	}
+	if !errors.Is(failed, fuse.Errno(syscall.EIO)) {
+		t.Fatalf("write or flush after a store failure = %v, want EIO", failed)
 	}
 	mc.mu.Lock()
 	mc.failAfter = 0
 	mc.mu.Unlock()
-	flush(t, h) // close(2) retried by a later flush of another fd
+	for _, step := range []struct {
+		name string
+		err  error
+	}{
+		{"flush", h.Flush(context.Background(), &fuse.FlushRequest{})},
+		{"read", h.Read(context.Background(), &fuse.ReadRequest{Offset: 0, Size: 4096}, &fuse.ReadResponse{})},
+		{"write", h.Write(context.Background(), &fuse.WriteRequest{Offset: 0, Data: []byte("x")}, &fuse.WriteResponse{})},
+	} {
+		if !errors.Is(step.err, fuse.Errno(syscall.EIO)) {
+			t.Errorf("%s after the failure = %v, want EIO", step.name, step.err)
+		}
+	}
+	if got := stored(t, f, file); len(got) != 0 {
+		t.Errorf("the namespace holds %d bytes: a partial file was stored", len(got))
+	}
+	if err := file.Setattr(context.Background(), &fuse.SetattrRequest{Valid: fuse.SetattrSize, Size: 0}, &fuse.SetattrResponse{}); err != nil {
+		t.Fatalf("truncate to zero after the failure: %v", err)
+	}
+	appendAll(t, h, 0, data)
+	flush(t, h)
 	if got := stored(t, f, file); !bytes.Equal(got, data) {
-		t.Errorf("stored %d bytes after the retry, content differs", len(got))
+		t.Errorf("stored %d bytes after writing again, content differs", len(got))
 	}
 	h.Release(context.Background(), &fuse.ReleaseRequest{})
 }
@@ -195,7 +252,9 @@ func TestWriteBehindFsyncError(t *testing.T) {
 	f, _, mc := newTestFS(t)
 	mc.failAfter = 1
 	file, h := create(t, f, "f")
-	appendAll(t, h, 0, randBytes(3<<20, 4))
+	if err := appendUntilError(h, randBytes(3<<20, 4)); err != nil && !errors.Is(err, fuse.Errno(syscall.EIO)) {
+		t.Fatalf("write after a store failure = %v, want EIO", err)
+	}
 	err := file.Fsync(context.Background(), &fuse.FsyncRequest{})
 	if !errors.Is(err, fuse.Errno(syscall.EIO)) {
 		t.Fatalf("fsync after a store failure = %v, want EIO", err)
