@@ -213,6 +213,12 @@ func Verify(shard []byte) (Header, error) {
 	return h, nil
 }
 
+// ParseHeader checks everything about a shard except its payload checksum
+// (the header's own checksum and fields, and the payload's length) and
+// returns the decoded header: what a caller that must not read the whole
+// payload again (it was just verified, say) can afford.
+func ParseHeader(shard []byte) (Header, error) { return parseHeader(shard) }
+
 // parseHeader checks everything about a shard except its payload checksum.
 func parseHeader(shard []byte) (Header, error) {
 	if len(shard) < HeaderSize {

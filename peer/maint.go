@@ -718,6 +718,13 @@ func (m *maint) throttle(ctx context.Context, bytes, rate int64) {
 	}
 }
 
+// learnCoding records the coding of a shard just stored here.
+func (m *maint) learnCoding(key []byte, k, mm int) {
+	m.mu.Lock()
+	m.coding[string(key)] = [2]int{k, mm}
+	m.mu.Unlock()
+}
+
 // codingOf returns a local shard's k and m, from a cache or its header.
 func (m *maint) codingOf(ctx context.Context, k store.ShardKey) (int, int, error) {
 	ks := string(shardKey(k))

@@ -18,6 +18,7 @@ import (
 	"github.com/reefproject/reef/addr"
 	"github.com/reefproject/reef/api"
 	"github.com/reefproject/reef/blockstore"
+	"github.com/reefproject/reef/erasure"
 	"github.com/reefproject/reef/store"
 )
 
@@ -241,6 +242,11 @@ func (p *Peer) storeLocal(ctx context.Context, key, shard []byte) (bool, error) 
 	}
 	if err := p.bs.Put(ctx, key, shard); err != nil {
 		return false, err
+	}
+	// The maintenance pass needs every local shard's coding; learning it
+	// here saves reading the shard back from the store to get it.
+	if h, err := erasure.ParseHeader(shard); err == nil && p.maint != nil {
+		p.maint.learnCoding(key, h.K, h.M)
 	}
 	return true, nil
 }
