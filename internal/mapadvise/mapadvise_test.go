@@ -3,8 +3,10 @@ package mapadvise
 import (
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestLogMapsAndAdvice(t *testing.T) {
@@ -84,4 +86,59 @@ func TestApply(t *testing.T) {
 	if calls != 1 {
 		t.Errorf("three passes over one unchanged map made %d madvise calls, want 1", calls)
 	}
+}
+
+// TestWatchNewFile checks that Watch advises the map of a log file created
+// after it started within a few intervals (the directory changed).
+func TestWatchNewFile(t *testing.T) {
+	if !supported {
+		t.Skip("madvise is only used on Linux")
+	}
+	dir := t.TempDir()
+	var mu sync.Mutex
+	advised := 0
+	adviseFn = func(start, length uintptr, random bool) error {
+		mu.Lock()
+		advised++
+		mu.Unlock()
+		return madvise(start, length, random)
+	}
+	defer func() { adviseFn = madvise }()
+	stop := make(chan struct{})
+	defer close(stop)
+	if err := Watch(dir, 10*time.Millisecond, stop); err != nil {
+		t.Fatal(err)
+	}
+	// Mapped elsewhere, then renamed into dir: the map appears under dir
+	// at the moment dir changes (as a new badger log does, give or take
+	// the microseconds between its creation and its map).
+	other := filepath.Join(t.TempDir(), "000001.mem")
+	f, err := os.Create(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	b, err := syscall.Mmap(int(f.Fd()), 0, 1<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(b)
+	time.Sleep(50 * time.Millisecond) // a few idle passes first
+	if err := os.Rename(other, filepath.Join(dir, "000001.mem")); err != nil {
+		t.Fatal(err)
+	}
+	// Well within fullEvery: the directory's change must trigger it.
+	for i := 0; i < 100; i++ {
+		mu.Lock()
+		n := advised
+		mu.Unlock()
+		if n > 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the map of a file created after Watch started was not advised within 1 s")
 }
