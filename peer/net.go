@@ -80,6 +80,11 @@ func (n *shardNet) dataAddr(peer string) (string, error) {
 }
 
 func (n *shardNet) request(ctx context.Context, method, peer, path string, body []byte) (*http.Response, error) {
+	return n.requestAccept(ctx, method, peer, path, body, "")
+}
+
+// requestAccept is request with an Accept header (none when accept is "").
+func (n *shardNet) requestAccept(ctx context.Context, method, peer, path string, body []byte, accept string) (*http.Response, error) {
 	hp, err := n.dataAddr(peer)
 	if err != nil {
 		return nil, err
@@ -93,6 +98,9 @@ func (n *shardNet) request(ctx context.Context, method, peer, path string, body 
 		return nil, err
 	}
 	req.Header.Set(api.TokenHeader, n.p.cfg.Keys.PeerToken())
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	if body != nil {
 		req.ContentLength = int64(len(body))
 		if strings.HasPrefix(path, "/v1/shard/") && len(body) > expectMin {
