@@ -150,11 +150,16 @@ func putHeader(shard []byte, k, m, index int, dataLen int64) {
 }
 
 // allocShards returns count shard slices of HeaderSize+p bytes each, carved
-// out of one allocation. Each shard is capped, so appending to one never
+// out of buf when it is large enough (its bytes are not cleared) or out of
+// one new allocation. Each shard is capped, so appending to one never
 // overwrites its neighbour.
-func allocShards(count int, p int) [][]byte {
+func allocShards(buf []byte, count int, p int) [][]byte {
 	size := HeaderSize + p
-	buf := make([]byte, count*size)
+	if cap(buf) >= count*size {
+		buf = buf[:count*size]
+	} else {
+		buf = make([]byte, count*size)
+	}
 	out := make([][]byte, count)
 	for i := range out {
 		out[i] = buf[i*size : (i+1)*size : (i+1)*size]
@@ -167,6 +172,19 @@ func allocShards(count int, p int) [][]byte {
 // backing allocation (each is capped to its own length); the caller owns them.
 // data is not retained.
 func (c *Coder) Encode(data []byte) ([][]byte, error) {
+	return c.EncodeTo(nil, data)
+}
+
+// EncodeSize is the number of bytes the shards of data of n bytes take, the
+// capacity EncodeTo needs to use its buffer.
+func (c *Coder) EncodeSize(n int) int {
+	return (c.k + c.m) * (HeaderSize + int(payloadLen(int64(n), c.k)))
+}
+
+// EncodeTo is Encode with the shards carved out of buf when its capacity is
+// at least EncodeSize(len(data)): then they share buf's memory, and buf must
+// not be reused while they are in use. Old bytes in buf do not matter.
+func (c *Coder) EncodeTo(buf, data []byte) ([][]byte, error) {
 	n := len(data)
 	p64 := payloadLen(int64(n), c.k)
 	total := c.k + c.m
@@ -174,14 +192,12 @@ func (c *Coder) Encode(data []byte) ([][]byte, error) {
 		return nil, fmt.Errorf("%w: data of %d bytes is too large", ErrInvalidParams, n)
 	}
 	p := int(p64)
-	shards := allocShards(total, p)
+	shards := allocShards(buf, total, p)
 	if p > 0 {
 		for i := 0; i < c.k; i++ {
-			lo := i * p
-			if lo >= n {
-				break // the rest is zero padding, already zero
-			}
-			copy(shards[i][HeaderSize:], data[lo:])
+			lo := min(i*p, n)
+			c := copy(shards[i][HeaderSize:], data[lo:])
+			clear(shards[i][HeaderSize+c:]) // zero padding (buf may be reused)
 		}
 		if c.m > 0 {
 			payloads := make([][]byte, total)
@@ -441,7 +457,7 @@ func (c *Coder) Reconstruct(shards [][]byte) error {
 		return nil
 	}
 	p := st.p
-	fresh := allocShards(total-found, p)
+	fresh := allocShards(nil, total-found, p)
 	rs := make([][]byte, total)
 	rebuilt := make([]int, 0, total-found)
 	for i := range total {

@@ -558,3 +558,43 @@ func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
+
+// TestEncodeToReusedBuffer checks that shards carved out of a reused buffer
+// full of old bytes equal those of a fresh Encode (the zero padding of the
+// last data shard must not keep the old bytes).
+func TestEncodeToReusedBuffer(t *testing.T) {
+	c, err := erasure.New(4, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, 1, 3, 4, 5, 1000, 4096, 1<<20 + 7} {
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(i*31 + 7)
+		}
+		buf := make([]byte, c.EncodeSize(n))
+		for i := range buf {
+			buf[i] = 0xAB
+		}
+		want, err := c.Encode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.EncodeTo(buf[:0], data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Errorf("n=%d: shard %d from a reused buffer differs", n, i)
+			}
+			if len(got[i]) > 0 && &got[i][0] != &buf[i*len(want[i])] {
+				t.Errorf("n=%d: shard %d not carved out of the buffer", n, i)
+			}
+		}
+		back, err := c.Decode(got)
+		if err != nil || !bytes.Equal(back, data) {
+			t.Errorf("n=%d: decode = %d bytes, %v", n, len(back), err)
+		}
+	}
+}
