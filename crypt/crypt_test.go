@@ -137,3 +137,62 @@ func BenchmarkSeal(b *testing.B) {
 		k.Seal(dst, pt)
 	}
 }
+
+func TestSealRecord(t *testing.T) {
+	k := testKeys(t, 1)
+	other := testKeys(t, 2)
+	for _, n := range []int{0, 1, 200, 1 << 16} {
+		pt := bytes.Repeat([]byte{byte(n)}, n)
+		blob, err := k.SealRecord(nil, pt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := len(blob), n+RecordOverhead; got != want {
+			t.Errorf("len(SealRecord(%d bytes)) = %d, want %d", n, got, want)
+		}
+		if again, _ := k.SealRecord(nil, pt); bytes.Equal(blob, again) {
+			t.Errorf("SealRecord of %d bytes repeated its nonce", n)
+		}
+		back, err := k.Open(blob)
+		if err != nil || !bytes.Equal(back, pt) {
+			t.Fatalf("Open(SealRecord(%d bytes)) = %d bytes, %v", n, len(back), err)
+		}
+		if n >= 16 && bytes.Contains(blob, pt[:16]) {
+			t.Errorf("record contains plaintext")
+		}
+		flip := func(i int) []byte { b := bytes.Clone(blob); b[i] ^= 1; return b }
+		for _, tc := range []struct {
+			name string
+			keys *Keys
+			blob []byte
+		}{
+			{"other volume", other, blob},
+			{"short", k, blob[:RecordOverhead-1]},
+			{"version", k, flip(0)},
+			{"nonce", k, flip(5)},
+			{"tag", k, flip(len(blob) - 1)},
+		} {
+			if _, err := tc.keys.Open(tc.blob); !errors.Is(err, ErrDecrypt) {
+				t.Errorf("%d bytes, %s: Open = %v, want ErrDecrypt", n, tc.name, err)
+			}
+		}
+	}
+}
+
+func BenchmarkSealSmall(b *testing.B) {
+	k, _ := NewKeys(bytes.Repeat([]byte{1}, 32))
+	pt := make([]byte, 200) // a namespace op
+	for _, bc := range []struct {
+		name string
+		seal func(dst, pt []byte) ([]byte, error)
+	}{{"convergent", k.Seal}, {"record", k.SealRecord}} {
+		b.Run(bc.name, func(b *testing.B) {
+			dst := make([]byte, 0, 512)
+			for b.Loop() {
+				if _, err := bc.seal(dst, pt); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -134,7 +134,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	p.ns, err = namespace.Open(namespace.Config{
 		Dir:       filepath.Join(cfg.DataDir, "namespace"),
 		Peer:      id,
-		Seal:      func(b []byte) ([]byte, error) { return cfg.Keys.Seal(nil, b) },
+		Seal:      func(b []byte) ([]byte, error) { return cfg.Keys.SealRecord(nil, b) },
 		Open:      cfg.Keys.Open,
 		Replicate: p.repl.enqueue,
 		LazySync:  true,
