@@ -1,0 +1,101 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// asUser runs a shell command as uid/gid 1000 with no supplementary groups
+// (setpriv; the test must run as root). It returns the combined output and
+// whether the command succeeded.
+func asUser(t *testing.T, script string) (string, bool) {
+	t.Helper()
+	out, err := exec.Command("setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups", "sh", "-c", script).CombinedOutput()
+	return strings.TrimSpace(string(out)), err == nil
+}
+
+// reachable lets other users reach the mount point: the test's temporary
+// directories above it are 0700.
+func reachable(t *testing.T, mnt string) {
+	t.Helper()
+	for d := filepath.Dir(mnt); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(mnt, 0o777); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func requireRootSetpriv(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (to act as another user with setpriv)")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("no setpriv")
+	}
+}
+
+// TestPOSIXSemantics checks, through a real mount and the second one, the
+// errno and attribute semantics a shared drive's users rely on and that
+// posixtest does not cover.
+func TestPOSIXSemantics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process FUSE test; run without -short")
+	}
+	_, _, A, B := mountCluster(t)
+	stat := func(t *testing.T, p string) *syscall.Stat_t {
+		t.Helper()
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return &st
+	}
+
+	t.Run("sticky directory", func(t *testing.T) {
+		dir := filepath.Join(A, "shared-tmp")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []string{A, B} {
+			waitFor(t, "sticky bit on "+m, 10*time.Second, func() (bool, string) {
+				var st syscall.Stat_t
+				if err := syscall.Stat(filepath.Join(m, "shared-tmp"), &st); err != nil {
+					return false, err.Error()
+				}
+				return st.Mode&07777 == 01777, fmt.Sprintf("mode %#o, want 01777", st.Mode&07777)
+			})
+		}
+		requireRootSetpriv(t)
+		reachable(t, A)
+		if err := os.WriteFile(filepath.Join(dir, "roots"), []byte("r"), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Join(dir, "roots"), 0o666)
+		if out, ok := asUser(t, "rm -f "+filepath.Join(dir, "roots")); ok {
+			t.Errorf("another user removed root's file from a sticky directory (%s)", out)
+		}
+		if out, ok := asUser(t, "mv "+filepath.Join(dir, "roots")+" "+filepath.Join(dir, "mine")); ok {
+			t.Errorf("another user renamed root's file in a sticky directory (%s)", out)
+		}
+		if out, ok := asUser(t, "echo x > "+filepath.Join(dir, "own")+" && rm "+filepath.Join(dir, "own")); !ok {
+			t.Errorf("a user cannot remove their own file from a sticky directory: %s", out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "roots")); err != nil {
+			t.Errorf("root's file: %v", err)
+		}
+	})
+	_ = stat
+}
