@@ -221,7 +221,7 @@ const capabilityXattr = "security.capability"
 func (f *File) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	ctx = uninterruptible(ctx)
 	if of := f.fs.openFile(f.ino); of != nil {
-		if err := of.commit(ctx); err != nil {
+		if err := of.commit(ctx); err != nil && !unlinked(err) {
 			return errno(f.fs.log, "fsync", err)
 		}
 	}
@@ -811,7 +811,7 @@ func (h *Handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 		return nil
 	}
 	ctx = uninterruptible(ctx)
-	if err := h.of.commit(ctx); err != nil {
+	if err := h.of.commit(ctx); err != nil && !unlinked(err) {
 		return errno(h.file.fs.log, "flush", err)
 	}
 	return errno(h.file.fs.log, "flush", h.file.fs.durable(ctx))
@@ -844,11 +844,17 @@ func (h *Handle) release(ctx context.Context) error {
 		h.of.publish()
 	}
 	h.of.mu.Unlock()
-	if errors.Is(err, namespace.ErrNotExist) {
-		return nil // unlinked while open: POSIX drops the data at last close
+	if unlinked(err) {
+		return nil
 	}
 	return err
 }
+
+// unlinked reports whether a commit failed because the file has no name
+// left (unlinked while open, here or on another peer). Writes to such a
+// file succeed and stay readable through its open handles, and POSIX drops
+// the data at the last close: close(2) and fsync(2) must not fail for it.
+func unlinked(err error) bool { return errors.Is(err, namespace.ErrNotExist) }
 
 // Poll answers ENOSYS, after which the kernel answers poll and epoll for
 // every file of the mount itself (always ready, as for a local file)

@@ -229,6 +229,39 @@ func TestUnlinkedOpenFile(t *testing.T) {
 	_ = os.ErrNotExist
 }
 
+// TestWriteToUnlinkedOpenFile: writing to a file after its last name is
+// gone (open, unlink, write: how mkstemp-based temporary files are used)
+// succeeds, reads back, and fsync and close (flush) do not fail.
+func TestWriteToUnlinkedOpenFile(t *testing.T) {
+	ctx := context.Background()
+	for _, size := range []int{10, 3 << 20} {
+		f, _, _ := newTestFS(t)
+		file, h := create(t, f, "tmp")
+		write(t, h, 0, []byte("before"))
+		if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		root, _ := f.Root()
+		if err := root.(*Dir).Remove(ctx, &fuse.RemoveRequest{Name: "tmp"}); err != nil {
+			t.Fatal(err)
+		}
+		data := bytes.Repeat([]byte("x"), size)
+		write(t, h, 6, data)
+		if err := file.Fsync(ctx, &fuse.FsyncRequest{}); err != nil {
+			t.Errorf("size %d: fsync of an unlinked file with unsaved writes: %v", size, err)
+		}
+		if got := readAll(t, h, 6+size); !bytes.Equal(got, append([]byte("before"), data...)) {
+			t.Errorf("size %d: read back %d bytes", size, len(got))
+		}
+		if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+			t.Errorf("size %d: close of an unlinked file with unsaved writes: %v", size, err)
+		}
+		if err := h.Release(ctx, &fuse.ReleaseRequest{}); err != nil {
+			t.Errorf("size %d: release: %v", size, err)
+		}
+	}
+}
+
 // TestSetattrFoldsIntoCommit: chmod and utimens on a file with unsaved
 // writes (what tar, rsync and cp -p do before close) show at once through
 // this mount and reach the namespace with the content, in one commit.

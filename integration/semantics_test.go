@@ -97,5 +97,35 @@ func TestPOSIXSemantics(t *testing.T) {
 			t.Errorf("root's file: %v", err)
 		}
 	})
+	t.Run("write to an unlinked open file", func(t *testing.T) {
+		// mkstemp, unlink, write, close: a temporary file as sort(1),
+		// editors and databases use them.
+		for _, size := range []int{100, 3 << 20} {
+			p := filepath.Join(A, fmt.Sprintf("tmpfile-%d", size))
+			f, err := os.Create(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			data := make([]byte, size)
+			if _, err := f.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Sync(); err != nil {
+				t.Errorf("size %d: fsync: %v", size, err)
+			}
+			if got, err := f.ReadAt(make([]byte, size), 0); err != nil || got != size {
+				t.Errorf("size %d: read back %d bytes: %v", size, got, err)
+			}
+			if err := f.Close(); err != nil {
+				t.Errorf("size %d: close: %v", size, err)
+			}
+			if _, err := os.Stat(filepath.Join(B, filepath.Base(p))); !os.IsNotExist(err) {
+				t.Errorf("size %d: the unlinked file came back on B: %v", size, err)
+			}
+		}
+	})
 	_ = stat
 }
