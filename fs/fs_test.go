@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
 
 	"github.com/reefproject/reef/namespace"
 )
@@ -408,5 +409,43 @@ func TestKillPriv(t *testing.T) {
 			}
 			h.Release(ctx, &fuse.ReleaseRequest{})
 		})
+	}
+}
+
+// TestSymlinkXattrs: listxattr and getxattr of a symlink answer as for any
+// inode (tar --xattrs asked for every symlink and warned on EOPNOTSUPP),
+// and root's trusted.* attributes on a symlink are kept.
+func TestSymlinkXattrs(t *testing.T) {
+	ctx := context.Background()
+	f, _, _ := newTestFS(t)
+	root, _ := f.Root()
+	n, err := root.(*Dir).Symlink(ctx, &fuse.SymlinkRequest{NewName: "l", Target: "somewhere"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lx, ok := n.(fusefs.NodeListxattrer)
+	if !ok {
+		t.Fatal("a symlink does not serve listxattr (the kernel answers EOPNOTSUPP)")
+	}
+	var lr fuse.ListxattrResponse
+	if err := lx.Listxattr(ctx, &fuse.ListxattrRequest{Size: 4096}, &lr); err != nil || len(lr.Xattr) != 0 {
+		t.Fatalf("listxattr of a new symlink = %q, %v; want none", lr.Xattr, err)
+	}
+	sx, ok := n.(fusefs.NodeSetxattrer)
+	if !ok {
+		t.Fatal("a symlink does not serve setxattr")
+	}
+	if err := sx.Setxattr(ctx, &fuse.SetxattrRequest{Name: "trusted.t", Xattr: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	var gr fuse.GetxattrResponse
+	if err := n.(fusefs.NodeGetxattrer).Getxattr(ctx, &fuse.GetxattrRequest{Name: "trusted.t", Size: 100}, &gr); err != nil || string(gr.Xattr) != "v" {
+		t.Errorf("getxattr = %q, %v", gr.Xattr, err)
+	}
+	if err := n.(fusefs.NodeGetxattrer).Getxattr(ctx, &fuse.GetxattrRequest{Name: "trusted.none", Size: 100}, &gr); err != fuse.ErrNoXattr {
+		t.Errorf("getxattr of a missing name = %v, want ENODATA", err)
+	}
+	if err := n.(fusefs.NodeRemovexattrer).Removexattr(ctx, &fuse.RemovexattrRequest{Name: "trusted.t"}); err != nil {
+		t.Error(err)
 	}
 }
