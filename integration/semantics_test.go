@@ -127,5 +127,40 @@ func TestPOSIXSemantics(t *testing.T) {
 			}
 		}
 	})
-	_ = stat
+	t.Run("directory mtime on create, rename and unlink", func(t *testing.T) {
+		dir := filepath.Join(A, "maildir")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		last := stat(t, dir).Mtim
+		changed := func(what string) {
+			t.Helper()
+			for _, m := range []string{A, B} {
+				p := filepath.Join(m, "maildir")
+				waitFor(t, what+": directory mtime on "+m, 10*time.Second, func() (bool, string) {
+					st := stat(t, p)
+					return st.Mtim != last && st.Ctim == st.Mtim, fmt.Sprintf("mtime %v ctime %v, was %v", st.Mtim, st.Ctim, last)
+				})
+			}
+			last = stat(t, dir).Mtim
+			if got := stat(t, filepath.Join(B, "maildir")).Mtim; got != last {
+				t.Errorf("%s: mtime %v on A, %v on B", what, last, got)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+		if err := os.WriteFile(filepath.Join(dir, "new"), []byte("mail"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		changed("create")
+		time.Sleep(10 * time.Millisecond)
+		if err := os.Rename(filepath.Join(dir, "new"), filepath.Join(dir, "cur")); err != nil {
+			t.Fatal(err)
+		}
+		changed("rename")
+		time.Sleep(10 * time.Millisecond)
+		if err := os.Remove(filepath.Join(dir, "cur")); err != nil {
+			t.Fatal(err)
+		}
+		changed("unlink")
+	})
 }
