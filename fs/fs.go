@@ -324,6 +324,15 @@ func (f *FS) applyAttr(ctx context.Context, ino namespace.InodeID, ch namespace.
 	return f.cfg.Tree.SetAttr(ctx, ino, ch)
 }
 
+// stale drops the kernel's cached attributes of n after this mount stored
+// its content: the commit stamped a new mtime, and the kernel would keep
+// showing the one it cached before (for up to AttrValid) after close.
+func (f *FS) stale(n fusefs.Node) {
+	if f.server != nil {
+		f.server.InvalidateNodeAttr(n)
+	}
+}
+
 // invalidate keeps kernel caches fresh when other peers change the tree.
 // It runs until the subscription closes.
 func (f *FS) invalidate(changes <-chan namespace.Change) {

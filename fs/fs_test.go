@@ -449,3 +449,52 @@ func TestSymlinkXattrs(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestMtimeOfUnsavedWrites: a write or truncation shows as a modification
+// at once through this mount (fstat of a file being written, stat right
+// after close), not only once the commit at close stamps the mtime; an
+// explicit mtime set after the writes still wins.
+func TestMtimeOfUnsavedWrites(t *testing.T) {
+	ctx := context.Background()
+	f, _, _ := newTestFS(t)
+	file, h := create(t, f, "f")
+	write(t, h, 0, []byte("one"))
+	if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	var a fuse.Attr
+	file.Attr(ctx, &a)
+	stored := a.Mtime
+	time.Sleep(5 * time.Millisecond)
+	before := time.Now()
+	write(t, h, 3, []byte("two"))
+	file.Attr(ctx, &a)
+	if a.Mtime.Before(before) || a.Ctime.Before(before) {
+		t.Errorf("after a write: mtime %v ctime %v, want at least %v (stored %v)", a.Mtime, a.Ctime, before, stored)
+	}
+	time.Sleep(5 * time.Millisecond)
+	before = time.Now()
+	var sr fuse.SetattrResponse
+	if err := file.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrSize, Size: 1}, &sr); err != nil {
+		t.Fatal(err)
+	}
+	if sr.Attr.Mtime.Before(before) {
+		t.Errorf("after ftruncate of an open file: mtime %v, want at least %v", sr.Attr.Mtime, before)
+	}
+	past := time.Unix(1500000000, 0)
+	if err := file.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrMtime, Mtime: past}, &sr); err != nil {
+		t.Fatal(err)
+	}
+	file.Attr(ctx, &a)
+	if !a.Mtime.Equal(past) {
+		t.Errorf("utimens after the writes: mtime %v, want %v", a.Mtime, past)
+	}
+	if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	file.Attr(ctx, &a)
+	if !a.Mtime.Equal(past) {
+		t.Errorf("after close: mtime %v, want %v", a.Mtime, past)
+	}
+	h.Release(ctx, &fuse.ReleaseRequest{})
+}

@@ -127,6 +127,44 @@ func TestPOSIXSemantics(t *testing.T) {
 			}
 		}
 	})
+	t.Run("mtime of a write shows at once", func(t *testing.T) {
+		p := filepath.Join(A, "written")
+		if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		past := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+		if err := os.Chtimes(p, past, past); err != nil {
+			t.Fatal(err)
+		}
+		os.Stat(p) // the kernel caches the old attributes
+		for _, trunc := range []bool{false, true} {
+			flags := os.O_WRONLY
+			if trunc {
+				flags |= os.O_TRUNC
+			}
+			before := time.Now().Add(-time.Millisecond)
+			f, err := os.OpenFile(p, flags, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Write([]byte("new content"))
+			fi, _ := f.Stat()
+			if fi.ModTime().Before(before) {
+				t.Errorf("trunc %v: fstat while writing: mtime %v, want after %v", trunc, fi.ModTime(), before)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			fi, _ = os.Stat(p)
+			if fi.ModTime().Before(before) {
+				t.Errorf("trunc %v: stat right after close: mtime %v, want after %v", trunc, fi.ModTime(), before)
+			}
+			if err := os.Chtimes(p, past, past); err != nil {
+				t.Fatal(err)
+			}
+			os.Stat(p)
+		}
+	})
 	t.Run("directory mtime on create, rename and unlink", func(t *testing.T) {
 		dir := filepath.Join(A, "maildir")
 		if err := os.Mkdir(dir, 0o755); err != nil {
@@ -138,7 +176,10 @@ func TestPOSIXSemantics(t *testing.T) {
 			for _, m := range []string{A, B} {
 				p := filepath.Join(m, "maildir")
 				waitFor(t, what+": directory mtime on "+m, 10*time.Second, func() (bool, string) {
-					st := stat(t, p)
+					var st syscall.Stat_t
+					if err := syscall.Lstat(p, &st); err != nil {
+						return false, err.Error()
+					}
 					return st.Mtim != last && st.Ctim == st.Mtim, fmt.Sprintf("mtime %v ctime %v, was %v", st.Mtim, st.Ctim, last)
 				})
 			}
