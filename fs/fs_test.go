@@ -498,3 +498,59 @@ func TestMtimeOfUnsavedWrites(t *testing.T) {
 	}
 	h.Release(ctx, &fuse.ReleaseRequest{})
 }
+
+// TestMknodSpecialFiles: mkfifo, sockets and device nodes are made (they
+// answered EPERM, so rsync -a, tar x and cp -a of trees holding them
+// failed), with their type, mode and device number, and listed with their
+// type.
+func TestMknodSpecialFiles(t *testing.T) {
+	ctx := context.Background()
+	f, _, _ := newTestFS(t)
+	root, _ := f.Root()
+	d := root.(*Dir)
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode
+		rdev uint32
+		dt   fuse.DirentType
+	}{
+		{"fifo", os.ModeNamedPipe | 0o640, 0, fuse.DT_FIFO},
+		{"sock", os.ModeSocket | 0o600, 0, fuse.DT_Socket},
+		{"null", os.ModeDevice | os.ModeCharDevice | 0o666, 259, fuse.DT_Char},
+		{"sda", os.ModeDevice | 0o660, 2048, fuse.DT_Block},
+		{"plain", 0o644, 0, fuse.DT_File},
+	} {
+		n, err := d.Mknod(ctx, &fuse.MknodRequest{Name: tc.name, Mode: tc.mode, Rdev: tc.rdev})
+		if err != nil {
+			t.Fatalf("mknod %s: %v", tc.name, err)
+		}
+		var a fuse.Attr
+		if err := n.Attr(ctx, &a); err != nil {
+			t.Fatal(err)
+		}
+		if a.Mode != tc.mode || a.Rdev != tc.rdev || a.Nlink != 1 {
+			t.Errorf("%s: mode %v rdev %d nlink %d, want %v %d 1", tc.name, a.Mode, a.Rdev, a.Nlink, tc.mode, tc.rdev)
+		}
+		if tc.mode&os.ModeType != 0 {
+			var sr fuse.SetattrResponse
+			if err := n.(fusefs.NodeSetattrer).Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrMode | fuse.SetattrUid, Mode: 0o600, Uid: 7}, &sr); err != nil {
+				t.Errorf("%s: chmod/chown: %v", tc.name, err)
+			} else if sr.Attr.Mode != tc.mode&os.ModeType|0o600 || sr.Attr.Uid != 7 {
+				t.Errorf("%s: after chmod/chown: mode %v uid %d", tc.name, sr.Attr.Mode, sr.Attr.Uid)
+			}
+		}
+		found := false
+		es, _ := d.ReadDirAll(ctx)
+		for _, e := range es {
+			if e.Name == tc.name {
+				found = true
+				if e.Type != tc.dt {
+					t.Errorf("%s: listed as type %v, want %v", tc.name, e.Type, tc.dt)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: not listed", tc.name)
+		}
+	}
+}

@@ -127,6 +127,61 @@ func TestPOSIXSemantics(t *testing.T) {
 			}
 		}
 	})
+	t.Run("fifos sockets and devices", func(t *testing.T) {
+		// rsync -a, tar x and cp -a of trees holding them failed: mknod
+		// answered EPERM.
+		dir := filepath.Join(A, "special")
+		os.Mkdir(dir, 0o755)
+		if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o640); err != nil {
+			t.Fatalf("mkfifo: %v", err)
+		}
+		if err := syscall.Mknod(filepath.Join(dir, "sock"), syscall.S_IFSOCK|0o600, 0); err != nil {
+			t.Fatalf("mknod socket: %v", err)
+		}
+		if os.Geteuid() == 0 {
+			if err := syscall.Mknod(filepath.Join(dir, "null"), syscall.S_IFCHR|0o666, int(1<<8|3)); err != nil {
+				t.Fatalf("mknod char device: %v", err)
+			}
+		}
+		for _, m := range []string{A, B} {
+			waitFor(t, "special files on "+m, 10*time.Second, func() (bool, string) {
+				var st syscall.Stat_t
+				if err := syscall.Lstat(filepath.Join(m, "special", "fifo"), &st); err != nil {
+					return false, err.Error()
+				}
+				if st.Mode != syscall.S_IFIFO|0o640 {
+					return false, fmt.Sprintf("fifo mode %#o", st.Mode)
+				}
+				if err := syscall.Lstat(filepath.Join(m, "special", "sock"), &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFSOCK {
+					return false, fmt.Sprintf("socket: %v mode %#o", err, st.Mode)
+				}
+				if os.Geteuid() == 0 {
+					if err := syscall.Lstat(filepath.Join(m, "special", "null"), &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFCHR || st.Rdev != 1<<8|3 {
+						return false, fmt.Sprintf("device: %v mode %#o rdev %#x", err, st.Mode, st.Rdev)
+					}
+				}
+				return true, ""
+			})
+		}
+		// A FIFO on the mount is a pipe on the machine that opens it.
+		done := make(chan error, 1)
+		go func() { done <- os.WriteFile(filepath.Join(B, "special", "fifo"), []byte("through the pipe"), 0) }()
+		got, err := os.ReadFile(filepath.Join(B, "special", "fifo"))
+		if err != nil || string(got) != "through the pipe" || <-done != nil {
+			t.Errorf("pipe through the fifo on B: %q, %v", got, err)
+		}
+		if _, err := exec.LookPath("rsync"); err != nil {
+			return
+		}
+		src := t.TempDir()
+		os.WriteFile(filepath.Join(src, "file"), []byte("f"), 0o644)
+		syscall.Mkfifo(filepath.Join(src, "fifo"), 0o600)
+		dst := filepath.Join(A, "special-rsync") + "/"
+		run(t, "rsync", "-a", src+"/", dst)
+		if out, err := exec.Command("rsync", "-ai", src+"/", dst).CombinedOutput(); err != nil || len(out) != 0 {
+			t.Errorf("second rsync -ai of a tree with a fifo: %v\n%s", err, out)
+		}
+	})
 	t.Run("mtime of a write shows at once", func(t *testing.T) {
 		p := filepath.Join(A, "written")
 		if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {

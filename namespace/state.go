@@ -541,7 +541,7 @@ func (s *state) applyMove(op *Op) bool {
 			if op.Init.Type == Dir && op.Inode != InodeID(op.Node) {
 				return false
 			}
-			if op.Init.Type < File || op.Init.Type > Symlink {
+			if op.Init.Type < File || op.Init.Type > BlockDev {
 				return false
 			}
 		} else if in.Type == Dir {
