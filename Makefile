@@ -63,7 +63,7 @@ test: deps fmt-check vet build unit integration
 # erasure and chunker matrices tenfold without finding more there).
 RACE_PKGS := ./store/ ./namespace/ ./membership/ ./blockstore/... ./metrics/ ./peer/ ./fs/ ./cmd/...
 unit:
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /integration)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /integration) bazil.org/fuse
 	$(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 
 integration: build

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
 	"syscall"
 
 	"bazil.org/fuse"
@@ -77,6 +78,14 @@ func (d *Dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 			t = fuse.DT_Dir
 		case namespace.Symlink:
 			t = fuse.DT_Link
+		case namespace.Fifo:
+			t = fuse.DT_FIFO
+		case namespace.Socket:
+			t = fuse.DT_Socket
+		case namespace.CharDev:
+			t = fuse.DT_Char
+		case namespace.BlockDev:
+			t = fuse.DT_Block
 		}
 		out = append(out, fuse.Dirent{Inode: uint64(e.Inode.ID), Type: t, Name: e.Name})
 	}
@@ -134,12 +143,26 @@ func (d *Dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, e
 	return d.fs.node(e.Node, e.Inode), nil
 }
 
-// Mknod makes regular files only (mkfifo and devices are not supported).
+// Mknod makes a regular file, a FIFO, a socket or a device node. Special
+// files are stored (backups and copies of trees keep them; the kernel
+// serves FIFOs itself), but the mount is nodev: devices on it cannot be
+// opened.
 func (d *Dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
-	if req.Mode&os.ModeType != 0 {
+	typ, target := namespace.File, ""
+	switch req.Mode & os.ModeType {
+	case 0:
+	case os.ModeNamedPipe:
+		typ = namespace.Fifo
+	case os.ModeSocket:
+		typ = namespace.Socket
+	case os.ModeDevice | os.ModeCharDevice:
+		typ, target = namespace.CharDev, strconv.FormatUint(uint64(req.Rdev), 10)
+	case os.ModeDevice:
+		typ, target = namespace.BlockDev, strconv.FormatUint(uint64(req.Rdev), 10)
+	default:
 		return nil, fuse.Errno(syscall.EPERM)
 	}
-	e, err := d.fs.cfg.Tree.Create(ctx, d.id(), req.Name, namespace.File, d.attrFor(req.Mode, req.Uid, d.gidFor(req.Gid)), "")
+	e, err := d.fs.cfg.Tree.Create(ctx, d.id(), req.Name, typ, d.attrFor(req.Mode, req.Uid, d.gidFor(req.Gid)), target)
 	if err != nil {
 		return nil, errno(d.fs.log, "mknod", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
@@ -73,7 +74,16 @@ func (of *openFile) view(in namespace.Inode) namespace.Inode {
 	of.amu.Lock()
 	p := of.pend
 	of.amu.Unlock()
-	return p.ApplyTo(in)
+	in = p.ApplyTo(in)
+	if w := of.wtime.Load(); w != 0 {
+		// Unsaved writes changed the file: shown as modified then, as a
+		// local file system does, not at the time of the last commit.
+		in.Ctime = max(in.Ctime, w)
+		if p.Mask&namespace.SetMtime == 0 {
+			in.Mtime = max(in.Mtime, w)
+		}
+	}
+	return in
 }
 
 // Open opens the file. Handles of one inode share its staging state.
@@ -221,8 +231,12 @@ const capabilityXattr = "security.capability"
 func (f *File) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	ctx = uninterruptible(ctx)
 	if of := f.fs.openFile(f.ino); of != nil {
-		if err := of.commit(ctx); err != nil {
+		changed := of.wtime.Load() != 0
+		if err := of.commit(ctx); err != nil && !unlinked(err) {
 			return errno(f.fs.log, "fsync", err)
+		}
+		if changed {
+			f.fs.stale(f)
 		}
 	}
 	return errno(f.fs.log, "fsync", f.fs.synced(ctx))
@@ -291,6 +305,10 @@ type openFile struct {
 	dirtyStart int64          // the changed region since the last commit
 	dirtyEnd   int64
 
+	// wtime is when the staging copy last changed (unix ns), 0 once it is
+	// committed: view shows it as the mtime meanwhile.
+	wtime atomic.Int64
+
 	// shown mirrors the staged size for Attr, which must not wait for mu:
 	// size+1 while staging holds the file, 0 when nothing is staged.
 	// Every change of size or staging calls publish.
@@ -326,6 +344,7 @@ func (of *openFile) fold(ch namespace.AttrChange) bool {
 // of.mu.
 func (of *openFile) setDirty() {
 	of.dirty = true
+	of.wtime.Store(time.Now().UnixNano())
 	of.amu.Lock()
 	of.foldable = true
 	of.amu.Unlock()
@@ -657,6 +676,7 @@ func (of *openFile) commit(ctx context.Context) error {
 	}
 	of.base = in.Version
 	of.dirty = false
+	of.wtime.Store(0)
 	of.dirtyStart, of.dirtyEnd = 1<<62, 0
 	if of.old != ([32]byte{}) && c.Manifest != ([32]byte{}) {
 		// Unstaged blocks now come from the new version: same bytes.
@@ -855,8 +875,12 @@ func (h *Handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 		return nil
 	}
 	ctx = uninterruptible(ctx)
-	if err := h.of.commit(ctx); err != nil {
+	changed := h.of.wtime.Load() != 0
+	if err := h.of.commit(ctx); err != nil && !unlinked(err) {
 		return errno(h.file.fs.log, "flush", err)
+	}
+	if changed {
+		h.file.fs.stale(h.file)
 	}
 	return errno(h.file.fs.log, "flush", h.file.fs.durable(ctx))
 }
@@ -888,11 +912,17 @@ func (h *Handle) release(ctx context.Context) error {
 		h.of.publish()
 	}
 	h.of.mu.Unlock()
-	if errors.Is(err, namespace.ErrNotExist) {
-		return nil // unlinked while open: POSIX drops the data at last close
+	if unlinked(err) {
+		return nil
 	}
 	return err
 }
+
+// unlinked reports whether a commit failed because the file has no name
+// left (unlinked while open, here or on another peer). Writes to such a
+// file succeed and stay readable through its open handles, and POSIX drops
+// the data at the last close: close(2) and fsync(2) must not fail for it.
+func unlinked(err error) bool { return errors.Is(err, namespace.ErrNotExist) }
 
 // Poll answers ENOSYS, after which the kernel answers poll and epoll for
 // every file of the mount itself (always ready, as for a local file)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -152,6 +153,8 @@ func (f *FS) node(dentry namespace.NodeID, in namespace.Inode) fusefs.Node {
 		n = &Dir{fs: f, ino: ino}
 	case namespace.Symlink:
 		n = &Symlink{fs: f, ino: ino}
+	case namespace.Fifo, namespace.Socket, namespace.CharDev, namespace.BlockDev:
+		n = &Special{fs: f, ino: ino}
 	default:
 		n = &File{fs: f, ino: ino, dentry: dentry}
 	}
@@ -227,6 +230,10 @@ func (f *FS) fillAttr(in namespace.Inode, a *fuse.Attr) {
 	a.Uid = in.Uid
 	a.Gid = in.Gid
 	a.Mode = toFileMode(in.Type, in.Mode)
+	if in.Type == namespace.CharDev || in.Type == namespace.BlockDev {
+		rdev, _ := strconv.ParseUint(in.Target, 10, 32)
+		a.Rdev = uint32(rdev)
+	}
 }
 
 func toFileMode(t namespace.Type, m uint32) os.FileMode {
@@ -245,6 +252,14 @@ func toFileMode(t namespace.Type, m uint32) os.FileMode {
 		mode |= os.ModeDir
 	case namespace.Symlink:
 		mode |= os.ModeSymlink
+	case namespace.Fifo:
+		mode |= os.ModeNamedPipe
+	case namespace.Socket:
+		mode |= os.ModeSocket
+	case namespace.CharDev:
+		mode |= os.ModeDevice | os.ModeCharDevice
+	case namespace.BlockDev:
+		mode |= os.ModeDevice
 	}
 	return mode
 }
@@ -322,6 +337,15 @@ func (f *FS) applyAttr(ctx context.Context, ino namespace.InodeID, ch namespace.
 		return f.inode(ino)
 	}
 	return f.cfg.Tree.SetAttr(ctx, ino, ch)
+}
+
+// stale drops the kernel's cached attributes of n after this mount stored
+// its content: the commit stamped a new mtime, and the kernel would keep
+// showing the one it cached before (for up to AttrValid) after close.
+func (f *FS) stale(n fusefs.Node) {
+	if f.server != nil {
+		f.server.InvalidateNodeAttr(n)
+	}
 }
 
 // invalidate keeps kernel caches fresh when other peers change the tree.

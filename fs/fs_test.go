@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
 
 	"github.com/reefproject/reef/namespace"
 )
@@ -229,6 +230,39 @@ func TestUnlinkedOpenFile(t *testing.T) {
 	_ = os.ErrNotExist
 }
 
+// TestWriteToUnlinkedOpenFile: writing to a file after its last name is
+// gone (open, unlink, write: how mkstemp-based temporary files are used)
+// succeeds, reads back, and fsync and close (flush) do not fail.
+func TestWriteToUnlinkedOpenFile(t *testing.T) {
+	ctx := context.Background()
+	for _, size := range []int{10, 3 << 20} {
+		f, _, _ := newTestFS(t)
+		file, h := create(t, f, "tmp")
+		write(t, h, 0, []byte("before"))
+		if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		root, _ := f.Root()
+		if err := root.(*Dir).Remove(ctx, &fuse.RemoveRequest{Name: "tmp"}); err != nil {
+			t.Fatal(err)
+		}
+		data := bytes.Repeat([]byte("x"), size)
+		write(t, h, 6, data)
+		if err := file.Fsync(ctx, &fuse.FsyncRequest{}); err != nil {
+			t.Errorf("size %d: fsync of an unlinked file with unsaved writes: %v", size, err)
+		}
+		if got := readAll(t, h, 6+size); !bytes.Equal(got, append([]byte("before"), data...)) {
+			t.Errorf("size %d: read back %d bytes", size, len(got))
+		}
+		if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+			t.Errorf("size %d: close of an unlinked file with unsaved writes: %v", size, err)
+		}
+		if err := h.Release(ctx, &fuse.ReleaseRequest{}); err != nil {
+			t.Errorf("size %d: release: %v", size, err)
+		}
+	}
+}
+
 // TestSetattrFoldsIntoCommit: chmod and utimens on a file with unsaved
 // writes (what tar, rsync and cp -p do before close) show at once through
 // this mount and reach the namespace with the content, in one commit.
@@ -375,5 +409,148 @@ func TestKillPriv(t *testing.T) {
 			}
 			h.Release(ctx, &fuse.ReleaseRequest{})
 		})
+	}
+}
+
+// TestSymlinkXattrs: listxattr and getxattr of a symlink answer as for any
+// inode (tar --xattrs asked for every symlink and warned on EOPNOTSUPP),
+// and root's trusted.* attributes on a symlink are kept.
+func TestSymlinkXattrs(t *testing.T) {
+	ctx := context.Background()
+	f, _, _ := newTestFS(t)
+	root, _ := f.Root()
+	n, err := root.(*Dir).Symlink(ctx, &fuse.SymlinkRequest{NewName: "l", Target: "somewhere"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lx, ok := n.(fusefs.NodeListxattrer)
+	if !ok {
+		t.Fatal("a symlink does not serve listxattr (the kernel answers EOPNOTSUPP)")
+	}
+	var lr fuse.ListxattrResponse
+	if err := lx.Listxattr(ctx, &fuse.ListxattrRequest{Size: 4096}, &lr); err != nil || len(lr.Xattr) != 0 {
+		t.Fatalf("listxattr of a new symlink = %q, %v; want none", lr.Xattr, err)
+	}
+	sx, ok := n.(fusefs.NodeSetxattrer)
+	if !ok {
+		t.Fatal("a symlink does not serve setxattr")
+	}
+	if err := sx.Setxattr(ctx, &fuse.SetxattrRequest{Name: "trusted.t", Xattr: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	var gr fuse.GetxattrResponse
+	if err := n.(fusefs.NodeGetxattrer).Getxattr(ctx, &fuse.GetxattrRequest{Name: "trusted.t", Size: 100}, &gr); err != nil || string(gr.Xattr) != "v" {
+		t.Errorf("getxattr = %q, %v", gr.Xattr, err)
+	}
+	if err := n.(fusefs.NodeGetxattrer).Getxattr(ctx, &fuse.GetxattrRequest{Name: "trusted.none", Size: 100}, &gr); err != fuse.ErrNoXattr {
+		t.Errorf("getxattr of a missing name = %v, want ENODATA", err)
+	}
+	if err := n.(fusefs.NodeRemovexattrer).Removexattr(ctx, &fuse.RemovexattrRequest{Name: "trusted.t"}); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestMtimeOfUnsavedWrites: a write or truncation shows as a modification
+// at once through this mount (fstat of a file being written, stat right
+// after close), not only once the commit at close stamps the mtime; an
+// explicit mtime set after the writes still wins.
+func TestMtimeOfUnsavedWrites(t *testing.T) {
+	ctx := context.Background()
+	f, _, _ := newTestFS(t)
+	file, h := create(t, f, "f")
+	write(t, h, 0, []byte("one"))
+	if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	var a fuse.Attr
+	file.Attr(ctx, &a)
+	stored := a.Mtime
+	time.Sleep(5 * time.Millisecond)
+	before := time.Now()
+	write(t, h, 3, []byte("two"))
+	file.Attr(ctx, &a)
+	if a.Mtime.Before(before) || a.Ctime.Before(before) {
+		t.Errorf("after a write: mtime %v ctime %v, want at least %v (stored %v)", a.Mtime, a.Ctime, before, stored)
+	}
+	time.Sleep(5 * time.Millisecond)
+	before = time.Now()
+	var sr fuse.SetattrResponse
+	if err := file.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrSize, Size: 1}, &sr); err != nil {
+		t.Fatal(err)
+	}
+	if sr.Attr.Mtime.Before(before) {
+		t.Errorf("after ftruncate of an open file: mtime %v, want at least %v", sr.Attr.Mtime, before)
+	}
+	past := time.Unix(1500000000, 0)
+	if err := file.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrMtime, Mtime: past}, &sr); err != nil {
+		t.Fatal(err)
+	}
+	file.Attr(ctx, &a)
+	if !a.Mtime.Equal(past) {
+		t.Errorf("utimens after the writes: mtime %v, want %v", a.Mtime, past)
+	}
+	if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	file.Attr(ctx, &a)
+	if !a.Mtime.Equal(past) {
+		t.Errorf("after close: mtime %v, want %v", a.Mtime, past)
+	}
+	h.Release(ctx, &fuse.ReleaseRequest{})
+}
+
+// TestMknodSpecialFiles: mkfifo, sockets and device nodes are made (they
+// answered EPERM, so rsync -a, tar x and cp -a of trees holding them
+// failed), with their type, mode and device number, and listed with their
+// type.
+func TestMknodSpecialFiles(t *testing.T) {
+	ctx := context.Background()
+	f, _, _ := newTestFS(t)
+	root, _ := f.Root()
+	d := root.(*Dir)
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode
+		rdev uint32
+		dt   fuse.DirentType
+	}{
+		{"fifo", os.ModeNamedPipe | 0o640, 0, fuse.DT_FIFO},
+		{"sock", os.ModeSocket | 0o600, 0, fuse.DT_Socket},
+		{"null", os.ModeDevice | os.ModeCharDevice | 0o666, 259, fuse.DT_Char},
+		{"sda", os.ModeDevice | 0o660, 2048, fuse.DT_Block},
+		{"plain", 0o644, 0, fuse.DT_File},
+	} {
+		n, err := d.Mknod(ctx, &fuse.MknodRequest{Name: tc.name, Mode: tc.mode, Rdev: tc.rdev})
+		if err != nil {
+			t.Fatalf("mknod %s: %v", tc.name, err)
+		}
+		var a fuse.Attr
+		if err := n.Attr(ctx, &a); err != nil {
+			t.Fatal(err)
+		}
+		if a.Mode != tc.mode || a.Rdev != tc.rdev || a.Nlink != 1 {
+			t.Errorf("%s: mode %v rdev %d nlink %d, want %v %d 1", tc.name, a.Mode, a.Rdev, a.Nlink, tc.mode, tc.rdev)
+		}
+		if tc.mode&os.ModeType != 0 {
+			var sr fuse.SetattrResponse
+			if err := n.(fusefs.NodeSetattrer).Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrMode | fuse.SetattrUid, Mode: 0o600, Uid: 7}, &sr); err != nil {
+				t.Errorf("%s: chmod/chown: %v", tc.name, err)
+			} else if sr.Attr.Mode != tc.mode&os.ModeType|0o600 || sr.Attr.Uid != 7 {
+				t.Errorf("%s: after chmod/chown: mode %v uid %d", tc.name, sr.Attr.Mode, sr.Attr.Uid)
+			}
+		}
+		found := false
+		es, _ := d.ReadDirAll(ctx)
+		for _, e := range es {
+			if e.Name == tc.name {
+				found = true
+				if e.Type != tc.dt {
+					t.Errorf("%s: listed as type %v, want %v", tc.name, e.Type, tc.dt)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: not listed", tc.name)
+		}
 	}
 }

@@ -160,3 +160,34 @@ var (
 	_ fusefs.NodeSetxattrer    = (*Dir)(nil)
 	_ fusefs.NodeRemovexattrer = (*Dir)(nil)
 )
+
+// Symlinks have extended attributes too (the kernel allows only trusted.*
+// and security.* on them, for root). Without these, listxattr of a symlink
+// failed with EOPNOTSUPP and tar --xattrs warned for every symlink.
+
+// Getxattr reads an extended attribute of a symlink.
+func (s *Symlink) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	return s.fs.getxattr(ctx, s.ino, req, resp)
+}
+
+// Listxattr lists the extended attribute names of a symlink.
+func (s *Symlink) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+	return s.fs.listxattr(ctx, s.ino, req, resp)
+}
+
+// Setxattr sets an extended attribute of a symlink.
+func (s *Symlink) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
+	return s.fs.setxattr(ctx, s.ino, req)
+}
+
+// Removexattr removes an extended attribute of a symlink.
+func (s *Symlink) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
+	return s.fs.removexattr(ctx, s.ino, req)
+}
+
+var (
+	_ fusefs.NodeGetxattrer    = (*Symlink)(nil)
+	_ fusefs.NodeListxattrer   = (*Symlink)(nil)
+	_ fusefs.NodeSetxattrer    = (*Symlink)(nil)
+	_ fusefs.NodeRemovexattrer = (*Symlink)(nil)
+)

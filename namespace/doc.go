@@ -20,10 +20,11 @@
 // the view (GetInode returns ErrNotExist) but its record is kept, so that a
 // later op can bring it back.
 //
-// A new file, directory or symlink is created by a single Move op whose Init
-// field carries the initial inode record; the inode's Version is that op's
-// Timestamp. Hard links are Moves of a new node naming an existing inode.
-// New IDs are random 64-bit values from crypto/rand (never 0, 1, 2).
+// A new file, directory, symlink or special file (FIFO, socket, device) is
+// created by a single Move op whose Init field carries the initial inode
+// record; the inode's Version is that op's Timestamp. Hard links are Moves
+// of a new node naming an existing inode. New IDs are random 64-bit values
+// from crypto/rand (never 0, 1, 2).
 //
 // # Ordering: the move operation of Kleppmann et al.
 //

@@ -541,7 +541,7 @@ func (s *state) applyMove(op *Op) bool {
 			if op.Init.Type == Dir && op.Inode != InodeID(op.Node) {
 				return false
 			}
-			if op.Init.Type < File || op.Init.Type > Symlink {
+			if op.Init.Type < File || op.Init.Type > BlockDev {
 				return false
 			}
 		} else if in.Type == Dir {
@@ -561,6 +561,10 @@ func (s *state) applyMove(op *Op) bool {
 				Atime: i.Atime, Mtime: i.Mtime, Ctime: i.Ctime, Target: i.Target, Version: op.TS})
 		}
 		s.setNode(op.Node, &node{parent: op.NewParent, name: op.Name, inode: op.Inode, nameTS: op.TS})
+		s.touchDir(op.NewParent, op.TS)
+		if in != nil {
+			s.touchInode(op.Inode, op.TS) // a new hard link
+		}
 		return true
 	}
 	if op.NewParent == TrashID {
@@ -576,6 +580,8 @@ func (s *state) applyMove(op *Op) bool {
 		}
 		s.setNode(op.Node, &node{parent: TrashID, name: n.name, inode: n.inode, nameTS: op.TS,
 			oldParent: n.parent, oldName: n.name, delTS: op.TS})
+		s.touchDir(n.parent, op.TS)
+		s.touchInode(n.inode, op.TS)
 		return true
 	}
 	if !s.live(op.NewParent) {
@@ -591,7 +597,43 @@ func (s *state) applyMove(op *Op) bool {
 		return false
 	}
 	s.setNode(op.Node, &node{parent: op.NewParent, name: op.Name, inode: n.inode, nameTS: op.TS})
+	s.touchDir(n.parent, op.TS)
+	s.touchDir(op.NewParent, op.TS)
+	s.touchInode(n.inode, op.TS)
 	return true
+}
+
+// touchDir sets a directory's mtime and ctime to an op's time: an entry
+// was created in it, removed from it or renamed, as on a local file system
+// (maildir readers, sync tools and ls -lt rely on it). The directory's
+// cached attributes are invalidated with its listing (reportName), so the
+// inode change is not reported again.
+func (s *state) touchDir(id NodeID, ts Timestamp) {
+	if id == TrashID {
+		return
+	}
+	in := s.inodes[InodeID(id)]
+	if in == nil || in.Type != Dir || (in.Mtime == ts.Wall && in.Ctime == ts.Wall) {
+		return
+	}
+	c := in.clone()
+	c.Mtime, c.Ctime = ts.Wall, ts.Wall
+	if s.rec != nil {
+		*s.rec = append(*s.rec, undoRec{isInode: true, id: uint64(id), inode: in})
+	}
+	s.inodes[InodeID(id)] = c
+}
+
+// touchInode sets an inode's ctime to an op's time: its link count or one
+// of its names changed (link, unlink, rename).
+func (s *state) touchInode(id InodeID, ts Timestamp) {
+	in := s.inodes[id]
+	if in == nil || in.Ctime == ts.Wall {
+		return
+	}
+	c := in.clone()
+	c.Ctime = ts.Wall
+	s.setInode(id, c)
 }
 
 func (s *state) applyContent(op *Op) bool {

@@ -67,14 +67,23 @@ const (
 // Type is the kind of an inode.
 type Type uint8
 
-// Inode types.
+// Inode types. Fifo, Socket, CharDev and BlockDev are special files
+// (mknod): attributes only, no content; a device's number is its Target,
+// in decimal (the kernel's encoding of major and minor).
 const (
-	File    Type = 1
-	Dir     Type = 2
-	Symlink Type = 3
+	File     Type = 1
+	Dir      Type = 2
+	Symlink  Type = 3
+	Fifo     Type = 4
+	Socket   Type = 5
+	CharDev  Type = 6
+	BlockDev Type = 7
 )
 
-// String returns "file", "dir" or "symlink".
+// Special reports whether t is a FIFO, socket or device.
+func (t Type) Special() bool { return t >= Fifo && t <= BlockDev }
+
+// String returns "file", "dir", "symlink", "fifo", "socket", "chardev" or "blockdev".
 func (t Type) String() string {
 	switch t {
 	case File:
@@ -83,6 +92,14 @@ func (t Type) String() string {
 		return "dir"
 	case Symlink:
 		return "symlink"
+	case Fifo:
+		return "fifo"
+	case Socket:
+		return "socket"
+	case CharDev:
+		return "chardev"
+	case BlockDev:
+		return "blockdev"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -216,7 +233,7 @@ type Inode struct {
 	Atime  int64  // unix ns
 	Mtime  int64
 	Ctime  int64
-	Target string // symlink target
+	Target string // symlink target; a device's number in decimal
 	Xattrs map[string][]byte
 	// Content is the file data (files only).
 	Content Content

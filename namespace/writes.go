@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 )
 
 // Write methods validate against the local view (POSIX errors), create ops,
@@ -54,15 +55,20 @@ func (ns *Namespace) get(id NodeID) (Entry, error) {
 	return e, nil
 }
 
-// Create makes a file, directory or symlink (target) named name in parent.
+// Create makes a file, directory, symlink (target) or special file (a
+// device's target is its number in decimal) named name in parent.
 // The new inode is created by the same Move op (its Init field); see doc.go.
 func (ns *Namespace) Create(ctx context.Context, parent NodeID, name string, typ Type, attr Attr, target string) (Entry, error) {
 	if err := checkName(name); err != nil {
 		return Entry{}, err
 	}
 	switch typ {
-	case File, Dir:
+	case File, Dir, Fifo, Socket:
 		target = ""
+	case CharDev, BlockDev:
+		if _, err := strconv.ParseUint(target, 10, 32); err != nil {
+			return Entry{}, fmt.Errorf("namespace: create device %q: number %q: %w", name, target, ErrInvalid)
+		}
 	case Symlink:
 		if target == "" {
 			return Entry{}, fmt.Errorf("namespace: create symlink %q: empty target: %w", name, ErrInvalid)
@@ -285,6 +291,9 @@ func (ns *Namespace) SetContentAttr(ctx context.Context, ino InodeID, c Content,
 			return nil, fmt.Errorf("namespace: set content %d: %w", ino, ErrIsDir)
 		case Symlink:
 			return nil, fmt.Errorf("namespace: set content %d: symlink: %w", ino, ErrInvalid)
+		}
+		if in.Type != File {
+			return nil, fmt.Errorf("namespace: set content %d: %v: %w", ino, in.Type, ErrInvalid)
 		}
 		ops := []Op{{Kind: OpSetContent, Inode: ino, Content: c, Base: base}}
 		if attr != nil {

@@ -1925,7 +1925,9 @@ func (s *Server) invalidateNode(node Node, off int64, size int64) error {
 // Returns fuse.ErrNotCached if the kernel is not currently caching
 // the node.
 func (s *Server) InvalidateNodeAttr(node Node) error {
-	return s.invalidateNode(node, 0, 0)
+	// (reef patch: offset -1; Linux invalidates the pages from the offset
+	// on whenever it is not negative, so 0 dropped all the cached data too.)
+	return s.invalidateNode(node, -1, 0)
 }
 
 // InvalidateNodeData invalidates the kernel cache of the attributes

@@ -1,0 +1,262 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// asUser runs a shell command as uid/gid 1000 with no supplementary groups
+// (setpriv; the test must run as root). It returns the combined output and
+// whether the command succeeded.
+func asUser(t *testing.T, script string) (string, bool) {
+	t.Helper()
+	out, err := exec.Command("setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups", "sh", "-c", script).CombinedOutput()
+	return strings.TrimSpace(string(out)), err == nil
+}
+
+// reachable lets other users reach the mount point: the test's temporary
+// directories above it are 0700.
+func reachable(t *testing.T, mnt string) {
+	t.Helper()
+	for d := filepath.Dir(mnt); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(mnt, 0o777); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func requireRootSetpriv(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (to act as another user with setpriv)")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("no setpriv")
+	}
+}
+
+// TestPOSIXSemantics checks, through a real mount and the second one, the
+// errno and attribute semantics a shared drive's users rely on and that
+// posixtest does not cover.
+func TestPOSIXSemantics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process FUSE test; run without -short")
+	}
+	_, _, A, B := mountCluster(t)
+	stat := func(t *testing.T, p string) *syscall.Stat_t {
+		t.Helper()
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return &st
+	}
+
+	t.Run("sticky directory", func(t *testing.T) {
+		dir := filepath.Join(A, "shared-tmp")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []string{A, B} {
+			waitFor(t, "sticky bit on "+m, 10*time.Second, func() (bool, string) {
+				var st syscall.Stat_t
+				if err := syscall.Stat(filepath.Join(m, "shared-tmp"), &st); err != nil {
+					return false, err.Error()
+				}
+				return st.Mode&07777 == 01777, fmt.Sprintf("mode %#o, want 01777", st.Mode&07777)
+			})
+		}
+		requireRootSetpriv(t)
+		reachable(t, A)
+		if err := os.WriteFile(filepath.Join(dir, "roots"), []byte("r"), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Join(dir, "roots"), 0o666)
+		if out, ok := asUser(t, "rm -f "+filepath.Join(dir, "roots")); ok {
+			t.Errorf("another user removed root's file from a sticky directory (%s)", out)
+		}
+		if out, ok := asUser(t, "mv "+filepath.Join(dir, "roots")+" "+filepath.Join(dir, "mine")); ok {
+			t.Errorf("another user renamed root's file in a sticky directory (%s)", out)
+		}
+		if out, ok := asUser(t, "echo x > "+filepath.Join(dir, "own")+" && rm "+filepath.Join(dir, "own")); !ok {
+			t.Errorf("a user cannot remove their own file from a sticky directory: %s", out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "roots")); err != nil {
+			t.Errorf("root's file: %v", err)
+		}
+	})
+	t.Run("write to an unlinked open file", func(t *testing.T) {
+		// mkstemp, unlink, write, close: a temporary file as sort(1),
+		// editors and databases use them.
+		for _, size := range []int{100, 3 << 20} {
+			p := filepath.Join(A, fmt.Sprintf("tmpfile-%d", size))
+			f, err := os.Create(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			data := make([]byte, size)
+			if _, err := f.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Sync(); err != nil {
+				t.Errorf("size %d: fsync: %v", size, err)
+			}
+			if got, err := f.ReadAt(make([]byte, size), 0); err != nil || got != size {
+				t.Errorf("size %d: read back %d bytes: %v", size, got, err)
+			}
+			if err := f.Close(); err != nil {
+				t.Errorf("size %d: close: %v", size, err)
+			}
+			if _, err := os.Stat(filepath.Join(B, filepath.Base(p))); !os.IsNotExist(err) {
+				t.Errorf("size %d: the unlinked file came back on B: %v", size, err)
+			}
+		}
+	})
+	t.Run("fifos sockets and devices", func(t *testing.T) {
+		// rsync -a, tar x and cp -a of trees holding them failed: mknod
+		// answered EPERM.
+		dir := filepath.Join(A, "special")
+		os.Mkdir(dir, 0o755)
+		if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o640); err != nil {
+			t.Fatalf("mkfifo: %v", err)
+		}
+		if err := syscall.Mknod(filepath.Join(dir, "sock"), syscall.S_IFSOCK|0o600, 0); err != nil {
+			t.Fatalf("mknod socket: %v", err)
+		}
+		if os.Geteuid() == 0 {
+			if err := syscall.Mknod(filepath.Join(dir, "null"), syscall.S_IFCHR|0o666, int(1<<8|3)); err != nil {
+				t.Fatalf("mknod char device: %v", err)
+			}
+		}
+		for _, m := range []string{A, B} {
+			waitFor(t, "special files on "+m, 10*time.Second, func() (bool, string) {
+				var st syscall.Stat_t
+				if err := syscall.Lstat(filepath.Join(m, "special", "fifo"), &st); err != nil {
+					return false, err.Error()
+				}
+				if st.Mode != syscall.S_IFIFO|0o640 {
+					return false, fmt.Sprintf("fifo mode %#o", st.Mode)
+				}
+				if err := syscall.Lstat(filepath.Join(m, "special", "sock"), &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFSOCK {
+					return false, fmt.Sprintf("socket: %v mode %#o", err, st.Mode)
+				}
+				if os.Geteuid() == 0 {
+					if err := syscall.Lstat(filepath.Join(m, "special", "null"), &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFCHR || st.Rdev != 1<<8|3 {
+						return false, fmt.Sprintf("device: %v mode %#o rdev %#x", err, st.Mode, st.Rdev)
+					}
+				}
+				return true, ""
+			})
+		}
+		// A FIFO on the mount is a pipe on the machine that opens it.
+		done := make(chan error, 1)
+		go func() { done <- os.WriteFile(filepath.Join(B, "special", "fifo"), []byte("through the pipe"), 0) }()
+		got, err := os.ReadFile(filepath.Join(B, "special", "fifo"))
+		if err != nil || string(got) != "through the pipe" || <-done != nil {
+			t.Errorf("pipe through the fifo on B: %q, %v", got, err)
+		}
+		if _, err := exec.LookPath("rsync"); err != nil {
+			return
+		}
+		src := t.TempDir()
+		os.WriteFile(filepath.Join(src, "file"), []byte("f"), 0o644)
+		syscall.Mkfifo(filepath.Join(src, "fifo"), 0o600)
+		dst := filepath.Join(A, "special-rsync") + "/"
+		run(t, "rsync", "-a", src+"/", dst)
+		if out, err := exec.Command("rsync", "-ai", src+"/", dst).CombinedOutput(); err != nil || len(out) != 0 {
+			t.Errorf("second rsync -ai of a tree with a fifo: %v\n%s", err, out)
+		}
+	})
+	t.Run("mtime of a write shows at once", func(t *testing.T) {
+		p := filepath.Join(A, "written")
+		if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		past := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+		if err := os.Chtimes(p, past, past); err != nil {
+			t.Fatal(err)
+		}
+		os.Stat(p) // the kernel caches the old attributes
+		for _, trunc := range []bool{false, true} {
+			flags := os.O_WRONLY
+			if trunc {
+				flags |= os.O_TRUNC
+			}
+			before := time.Now().Add(-time.Millisecond)
+			f, err := os.OpenFile(p, flags, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Write([]byte("new content"))
+			fi, _ := f.Stat()
+			if fi.ModTime().Before(before) {
+				t.Errorf("trunc %v: fstat while writing: mtime %v, want after %v", trunc, fi.ModTime(), before)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			fi, _ = os.Stat(p)
+			if fi.ModTime().Before(before) {
+				t.Errorf("trunc %v: stat right after close: mtime %v, want after %v", trunc, fi.ModTime(), before)
+			}
+			if err := os.Chtimes(p, past, past); err != nil {
+				t.Fatal(err)
+			}
+			os.Stat(p)
+		}
+	})
+	t.Run("directory mtime on create, rename and unlink", func(t *testing.T) {
+		dir := filepath.Join(A, "maildir")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		last := stat(t, dir).Mtim
+		changed := func(what string) {
+			t.Helper()
+			for _, m := range []string{A, B} {
+				p := filepath.Join(m, "maildir")
+				waitFor(t, what+": directory mtime on "+m, 10*time.Second, func() (bool, string) {
+					var st syscall.Stat_t
+					if err := syscall.Lstat(p, &st); err != nil {
+						return false, err.Error()
+					}
+					return st.Mtim != last && st.Ctim == st.Mtim, fmt.Sprintf("mtime %v ctime %v, was %v", st.Mtim, st.Ctim, last)
+				})
+			}
+			last = stat(t, dir).Mtim
+			if got := stat(t, filepath.Join(B, "maildir")).Mtim; got != last {
+				t.Errorf("%s: mtime %v on A, %v on B", what, last, got)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+		if err := os.WriteFile(filepath.Join(dir, "new"), []byte("mail"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		changed("create")
+		time.Sleep(10 * time.Millisecond)
+		if err := os.Rename(filepath.Join(dir, "new"), filepath.Join(dir, "cur")); err != nil {
+			t.Fatal(err)
+		}
+		changed("rename")
+		time.Sleep(10 * time.Millisecond)
+		if err := os.Remove(filepath.Join(dir, "cur")); err != nil {
+			t.Fatal(err)
+		}
+		changed("unlink")
+	})
+}
