@@ -194,6 +194,9 @@ func (t *tailReader) Read(p []byte) (int, error) {
 // the reader is more than maxAhead bytes behind. It returns the stream's
 // error, if any: then p was not taken.
 func (t *tailReader) push(p []byte) error {
+	if len(p) == 0 {
+		return nil // an empty buffer in q would make Read return 0, nil
+	}
 	var b []byte
 	if len(p) <= 1<<20 {
 		b = append((*streamBuf.Get().(*[]byte))[:0], p...)

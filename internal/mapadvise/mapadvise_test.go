@@ -27,7 +27,7 @@ zz-yy rw-s 00000000 fd:01 206 /data/shards/000003.vlog
 		random bool
 	}{
 		{"/data/shards/000001.vlog", false},
-		{"/data/shards/000002.vlog", true},
+		{"/data/shards/000002.vlog", false}, // appended with pwrite: reads only
 		{"/data/shards/00003.mem", true},
 	}
 	if len(ms) != len(want) {
