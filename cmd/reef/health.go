@@ -51,9 +51,16 @@ func runHealthCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fmt.Fprintf(tw, "files\t%d chunked, %d inline (small files kept in the namespace on every peer)\n", h.Files, h.InlineFiles)
 	fmt.Fprintf(tw, "chunks\t%d total, %d healthy, %d degraded, %d lost\n", h.ChunksTotal, h.ChunksHealthy, h.ChunksDegraded, h.ChunksLost)
 	fmt.Fprintf(tw, "bytes at risk\t%s\n", humanBytes(h.BytesAtRisk))
-	red := fmt.Sprintf("every chunk survives the loss of %d more peers", h.MinRedundancy)
-	if h.MinRedundancy < 0 {
+	var red string
+	switch {
+	case h.MinRedundancy < 0:
 		red = "none (data lost)"
+	case h.MinRedundancy == 0:
+		red = "none to spare: losing one more peer loses data"
+	case h.MinRedundancy == 1:
+		red = "every chunk survives the loss of 1 more peer"
+	default:
+		red = fmt.Sprintf("every chunk survives the loss of %d more peers", h.MinRedundancy)
 	}
 	fmt.Fprintf(tw, "lowest redundancy\t%s\n", red)
 	r := h.Repair
