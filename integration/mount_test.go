@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // requireFUSE skips (or, in CI, fails) when FUSE cannot be used here.
@@ -328,6 +329,61 @@ func TestFileSemantics(t *testing.T) {
 		}
 		want := append(bytes.Repeat([]byte("z"), 10), make([]byte, 10)...)
 		seeOnB(t, "trunc", append(want, 'x'))
+	})
+	t.Run("a file being streamed is read, overwritten, fsynced and appended to", func(t *testing.T) {
+		// Past 1 MiB a sequential write streams to the store from memory;
+		// each of these ends the stream and goes on over what it stored.
+		data := make([]byte, 12<<20)
+		for i := range data {
+			data[i] = byte(i*131 + i>>12)
+		}
+		want := bytes.Clone(data)
+		f, err := os.OpenFile(filepath.Join(A, "streamed"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		write := func(p []byte) {
+			t.Helper()
+			for len(p) > 0 {
+				n := min(len(p), 1<<20)
+				if _, err := f.Write(p[:n]); err != nil {
+					t.Fatal(err)
+				}
+				p = p[n:]
+			}
+		}
+		write(data[:5<<20])
+		// O_DIRECT: the read reaches the mount, not the page cache
+		// that the writes filled.
+		d, err := os.OpenFile(filepath.Join(A, "streamed"), os.O_RDONLY|syscall.O_DIRECT, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := make([]byte, 64<<10+4096)
+		off := 4096 - int(uintptr(unsafe.Pointer(&raw[0]))%4096)
+		got := raw[off : off+64<<10]
+		_, err = d.ReadAt(got, 3<<20)
+		d.Close()
+		if err != nil || !bytes.Equal(got, data[3<<20:3<<20+64<<10]) {
+			t.Fatalf("O_DIRECT read back while streaming: %v, equal %v", err, bytes.Equal(got, data[3<<20:3<<20+64<<10]))
+		}
+		write(data[5<<20 : 8<<20])
+		if _, err := f.WriteAt([]byte("overwritten in the middle"), 2<<20+7); err != nil {
+			t.Fatal(err)
+		}
+		copy(want[2<<20+7:], "overwritten in the middle")
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		write(data[8<<20:])
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		seeOnB(t, "streamed", want)
+		if got, err := os.ReadFile(filepath.Join(A, "streamed")); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("read back through A after close: %d bytes, %v, equal %v", len(got), err, bytes.Equal(got, want))
+		}
 	})
 	t.Run("rename over an existing file", func(t *testing.T) {
 		os.WriteFile(filepath.Join(A, "old"), []byte("old"), 0o644)
