@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // writeBehindEnabled turns write-behind on: a file written sequentially is
@@ -26,9 +27,23 @@ var (
 
 // maxAhead bounds how far the application's writes may run ahead of the
 // background store: past it a write waits for the store (back-pressure). The
-// bytes in between are held in memory (pooled buffers), so a stream costs
-// at most this much memory per file.
-const maxAhead = 32 << 20
+// bytes in between are held in memory (pooled buffers). With many files
+// streamed at once (a parallel copy) each gets a share of streamBudget
+// instead, but never less than minAhead: the memory held stays below
+// max(streamBudget, minAhead x streams) for the whole process.
+const (
+	maxAhead     = 32 << 20
+	minAhead     = 4 << 20
+	streamBudget = 256 << 20
+)
+
+// streams counts the write-behind streams running in this process.
+var streams atomic.Int64
+
+// aheadLimit is how far one stream may run ahead when n are running.
+func aheadLimit(n int64) int64 {
+	return max(minAhead, min(maxAhead, streamBudget/max(n, 1)))
+}
 
 // writeBehind runs a Content.Store in the background over the bytes of a
 // file being appended, so that chunking, encoding and uploading overlap with
@@ -62,8 +77,10 @@ func startWriteBehind(c Content, r io.ReaderAt, staged int64) *writeBehind {
 	t := &tailReader{r: r, rEnd: staged, avail: staged}
 	t.cond = sync.NewCond(&t.mu)
 	w := &writeBehind{tail: t, cancel: cancel, done: make(chan struct{})}
+	streams.Add(1)
 	go func() {
 		defer close(w.done)
+		defer streams.Add(-1)
 		w.manifest, w.n, w.err = c.Store(ctx, t)
 		// A store that stopped early must not leave a writer waiting.
 		if w.err != nil {
@@ -191,7 +208,7 @@ func (t *tailReader) Read(p []byte) (int, error) {
 }
 
 // push queues a copy of p (just appended) for the store, then waits while
-// the reader is more than maxAhead bytes behind. It returns the stream's
+// the reader is more than aheadLimit bytes behind. It returns the stream's
 // error, if any: then p was not taken.
 func (t *tailReader) push(p []byte) error {
 	if len(p) == 0 {
@@ -211,7 +228,7 @@ func (t *tailReader) push(p []byte) error {
 	t.q = append(t.q, b)
 	t.avail += int64(len(p))
 	t.cond.Broadcast()
-	for t.avail-t.pos > maxAhead && t.err == nil {
+	for t.avail-t.pos > aheadLimit(streams.Load()) && t.err == nil {
 		t.cond.Wait()
 	}
 	return t.err

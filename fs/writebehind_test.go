@@ -264,3 +264,26 @@ func TestWriteBehindFsyncError(t *testing.T) {
 		t.Errorf("release after a store failure = %v, want EIO", err)
 	}
 }
+
+// TestAheadLimit checks the memory bound of concurrent streams: each gets
+// a share of the budget, between minAhead and maxAhead.
+func TestAheadLimit(t *testing.T) {
+	for _, tt := range []struct {
+		streams int64
+		want    int64
+	}{
+		{0, maxAhead},
+		{1, maxAhead},
+		{8, maxAhead},
+		{16, streamBudget / 16},
+		{64, minAhead},
+		{1000, minAhead},
+	} {
+		if got := aheadLimit(tt.streams); got != tt.want {
+			t.Errorf("aheadLimit(%d) = %d, want %d", tt.streams, got, tt.want)
+		}
+		if total := aheadLimit(tt.streams) * max(tt.streams, 1); total > max(streamBudget, minAhead*tt.streams) {
+			t.Errorf("%d streams may hold %d bytes", tt.streams, total)
+		}
+	}
+}
