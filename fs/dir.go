@@ -239,10 +239,7 @@ func (d *Dir) Forget() {
 }
 
 // Symlink is a symbolic link.
-type Symlink struct {
-	fs  *FS
-	ino namespace.InodeID
-}
+type Symlink struct{ bareNode }
 
 var (
 	_ fusefs.Node           = (*Symlink)(nil)

@@ -152,9 +152,9 @@ func (f *FS) node(dentry namespace.NodeID, in namespace.Inode) fusefs.Node {
 	case namespace.Dir:
 		n = &Dir{fs: f, ino: ino}
 	case namespace.Symlink:
-		n = &Symlink{fs: f, ino: ino}
+		n = &Symlink{bareNode{fs: f, ino: ino}}
 	case namespace.Fifo, namespace.Socket, namespace.CharDev, namespace.BlockDev:
-		n = &Special{fs: f, ino: ino}
+		n = &Special{bareNode{fs: f, ino: ino}}
 	default:
 		n = &File{fs: f, ino: ino, dentry: dentry}
 	}

@@ -6,18 +6,13 @@ import (
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
-
-	"github.com/reefproject/reef/namespace"
 )
 
 // Special is a FIFO, a socket or a device node (mknod). It has attributes
 // and extended attributes but no content: the kernel opens such files
 // itself (a FIFO is a pipe on this machine; devices cannot be opened on
 // the nodev mount).
-type Special struct {
-	fs  *FS
-	ino namespace.InodeID
-}
+type Special struct{ bareNode }
 
 var (
 	_ fusefs.Node              = (*Special)(nil)
@@ -55,23 +50,3 @@ func (s *Special) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *f
 
 // Forget drops the node.
 func (s *Special) Forget() { s.fs.forget(s.ino) }
-
-// Getxattr reads an extended attribute.
-func (s *Special) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
-	return s.fs.getxattr(ctx, s.ino, req, resp)
-}
-
-// Listxattr lists extended attribute names.
-func (s *Special) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
-	return s.fs.listxattr(ctx, s.ino, req, resp)
-}
-
-// Setxattr sets an extended attribute.
-func (s *Special) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
-	return s.fs.setxattr(ctx, s.ino, req)
-}
-
-// Removexattr removes an extended attribute.
-func (s *Special) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
-	return s.fs.removexattr(ctx, s.ino, req)
-}

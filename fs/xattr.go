@@ -161,28 +161,33 @@ var (
 	_ fusefs.NodeRemovexattrer = (*Dir)(nil)
 )
 
-// Symlinks have extended attributes too (the kernel allows only trusted.*
-// and security.* on them, for root). Without these, listxattr of a symlink
+// bareNode is a node that is just an inode: a symlink or a special file. It
+// serves the extended-attribute calls (the kernel allows only trusted.*
+// and security.* on them, for root): without them, listxattr of a symlink
 // failed with EOPNOTSUPP and tar --xattrs warned for every symlink.
-
-// Getxattr reads an extended attribute of a symlink.
-func (s *Symlink) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
-	return s.fs.getxattr(ctx, s.ino, req, resp)
+type bareNode struct {
+	fs  *FS
+	ino namespace.InodeID
 }
 
-// Listxattr lists the extended attribute names of a symlink.
-func (s *Symlink) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
-	return s.fs.listxattr(ctx, s.ino, req, resp)
+// Getxattr reads an extended attribute.
+func (n *bareNode) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	return n.fs.getxattr(ctx, n.ino, req, resp)
 }
 
-// Setxattr sets an extended attribute of a symlink.
-func (s *Symlink) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
-	return s.fs.setxattr(ctx, s.ino, req)
+// Listxattr lists the extended attribute names.
+func (n *bareNode) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+	return n.fs.listxattr(ctx, n.ino, req, resp)
 }
 
-// Removexattr removes an extended attribute of a symlink.
-func (s *Symlink) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
-	return s.fs.removexattr(ctx, s.ino, req)
+// Setxattr sets an extended attribute.
+func (n *bareNode) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
+	return n.fs.setxattr(ctx, n.ino, req)
+}
+
+// Removexattr removes an extended attribute.
+func (n *bareNode) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
+	return n.fs.removexattr(ctx, n.ino, req)
 }
 
 var (
@@ -190,4 +195,8 @@ var (
 	_ fusefs.NodeListxattrer   = (*Symlink)(nil)
 	_ fusefs.NodeSetxattrer    = (*Symlink)(nil)
 	_ fusefs.NodeRemovexattrer = (*Symlink)(nil)
+	_ fusefs.NodeGetxattrer    = (*Special)(nil)
+	_ fusefs.NodeListxattrer   = (*Special)(nil)
+	_ fusefs.NodeSetxattrer    = (*Special)(nil)
+	_ fusefs.NodeRemovexattrer = (*Special)(nil)
 )
