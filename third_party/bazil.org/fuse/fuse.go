@@ -2033,6 +2033,49 @@ func (r *ReadRequest) Respond(resp *ReadResponse) {
 	r.respond(buf)
 }
 
+// ReadBuffer is a recycled answer to a file read: the data is read into
+// it after room for the answer's header, so the answer is written from it
+// as it is. (reef patch) A read answer used to cost two allocations of
+// its size (the response data, then the message it was copied into), both
+// zeroed: a quarter of the reading peer's CPU in a cold 1 GiB read.
+type ReadBuffer struct{ b []byte }
+
+var readBuffers sync.Pool // of *ReadBuffer
+
+const outHeaderSize = unsafe.Sizeof(outHeader{})
+
+// NewReadBuffer returns a buffer for an answer of up to size bytes.
+func NewReadBuffer(size int) *ReadBuffer {
+	need := int(outHeaderSize) + size
+	if rb, _ := readBuffers.Get().(*ReadBuffer); rb != nil {
+		if cap(rb.b) >= need {
+			return rb
+		}
+	}
+	return &ReadBuffer{b: make([]byte, outHeaderSize, max(need, int(outHeaderSize)+128<<10))}
+}
+
+// Data is the empty slice, with room for size bytes, that the answer's
+// data goes into.
+func (rb *ReadBuffer) Data() []byte { return rb.b[outHeaderSize:outHeaderSize] }
+
+// RespondBuffer answers r with resp. When resp.Data starts where rb's
+// data does, the answer is written from rb without a copy. rb goes back to
+// the pool: neither it nor resp.Data may be used afterwards.
+func (r *ReadRequest) RespondBuffer(resp *ReadResponse, rb *ReadBuffer) {
+	d := resp.Data
+	room := rb.b[outHeaderSize:cap(rb.b)]
+	if len(d) > 0 && len(d) <= len(room) && &d[0] == &room[0] {
+		msg := rb.b[:int(outHeaderSize)+len(d)]
+		clear(msg[:outHeaderSize])
+		r.respond(msg)
+	} else {
+		r.Respond(resp)
+	}
+	rb.b = rb.b[:outHeaderSize]
+	readBuffers.Put(rb)
+}
+
 // DirentPlusSize is the space the entry for name takes in the answer to a
 // Readdirplus request. (reef patch)
 func (r *ReadRequest) DirentPlusSize(name string) int {

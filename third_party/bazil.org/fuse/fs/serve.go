@@ -1490,8 +1490,11 @@ func (c *Server) handleRequest(ctx context.Context, node Node, snode *serveNode,
 		}
 		handle := shandle.handle
 
-		s := &fuse.ReadResponse{Data: make([]byte, 0, r.Size)}
+		// (reef patch) Data is allocated per branch: a file read
+		// answers from a recycled buffer instead (fuse.ReadBuffer).
+		s := &fuse.ReadResponse{}
 		if r.Plus {
+			s.Data = make([]byte, 0, r.Size)
 			// (reef patch) READDIRPLUS: each entry comes with its lookup,
 			// counted (saveLookup) only when it fits in this answer.
 			h, ok := handle.(HandleReadDirAller)
@@ -1533,6 +1536,7 @@ func (c *Server) handleRequest(ctx context.Context, node Node, snode *serveNode,
 			return nil
 		}
 		if r.Dir {
+			s.Data = make([]byte, 0, r.Size)
 			if h, ok := handle.(HandleReadDirAller); ok {
 				// detect rewinddir(3) or similar seek and refresh
 				// contents
@@ -1561,6 +1565,7 @@ func (c *Server) handleRequest(ctx context.Context, node Node, snode *serveNode,
 			}
 		} else {
 			if h, ok := handle.(HandleReadAller); ok {
+				s.Data = make([]byte, 0, r.Size)
 				if shandle.readData == nil {
 					data, err := h.ReadAll(ctx)
 					if err != nil {
@@ -1581,9 +1586,16 @@ func (c *Server) handleRequest(ctx context.Context, node Node, snode *serveNode,
 				err := handleNotReaderError{handle: handle}
 				return err
 			}
+			// (reef patch) The data goes into a recycled buffer that
+			// the answer is written from (fuse.ReadBuffer).
+			rb := fuse.NewReadBuffer(r.Size)
+			s.Data = rb.Data()
 			if err := h.Read(ctx, r, s); err != nil {
 				return err
 			}
+			done(s)
+			r.RespondBuffer(s, rb)
+			return nil
 		}
 		done(s)
 		r.Respond(s)
