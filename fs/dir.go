@@ -15,8 +15,7 @@ import (
 
 // Dir is a directory. Its dentry and inode share one ID.
 type Dir struct {
-	fs  *FS
-	ino namespace.InodeID
+	bareNode // fs, ino and the extended-attribute calls (Getxattr is Dir's)
 }
 
 var (

@@ -18,8 +18,7 @@ import (
 
 // File is a regular file: one node per inode, whatever its links.
 type File struct {
-	fs  *FS
-	ino namespace.InodeID
+	bareNode // fs, ino and the extended-attribute calls (Getxattr is File's)
 
 	mu     sync.Mutex // guards dentry
 	dentry namespace.NodeID

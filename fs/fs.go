@@ -150,13 +150,13 @@ func (f *FS) node(dentry namespace.NodeID, in namespace.Inode) fusefs.Node {
 	var n fusefs.Node
 	switch typ {
 	case namespace.Dir:
-		n = &Dir{fs: f, ino: ino}
+		n = &Dir{bareNode{fs: f, ino: ino}}
 	case namespace.Symlink:
 		n = &Symlink{bareNode{fs: f, ino: ino}}
 	case namespace.Fifo, namespace.Socket, namespace.CharDev, namespace.BlockDev:
 		n = &Special{bareNode{fs: f, ino: ino}}
 	default:
-		n = &File{fs: f, ino: ino, dentry: dentry}
+		n = &File{bareNode: bareNode{fs: f, ino: ino}, dentry: dentry}
 	}
 	f.nodes[ino] = n
 	return n

@@ -116,42 +116,12 @@ func (f *File) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fu
 	return f.fs.getxattr(ctx, f.ino, req, resp)
 }
 
-// Listxattr lists extended attribute names.
-func (f *File) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
-	return f.fs.listxattr(ctx, f.ino, req, resp)
-}
-
-// Setxattr sets an extended attribute.
-func (f *File) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
-	return f.fs.setxattr(ctx, f.ino, req)
-}
-
-// Removexattr removes an extended attribute.
-func (f *File) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
-	return f.fs.removexattr(ctx, f.ino, req)
-}
-
 // Getxattr reads an extended attribute.
 func (d *Dir) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
 	if req.Name == HealthXattr {
 		return d.fs.healthXattr(ctx, d.id(), resp)
 	}
 	return d.fs.getxattr(ctx, d.ino, req, resp)
-}
-
-// Listxattr lists extended attribute names.
-func (d *Dir) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
-	return d.fs.listxattr(ctx, d.ino, req, resp)
-}
-
-// Setxattr sets an extended attribute.
-func (d *Dir) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
-	return d.fs.setxattr(ctx, d.ino, req)
-}
-
-// Removexattr removes an extended attribute.
-func (d *Dir) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
-	return d.fs.removexattr(ctx, d.ino, req)
 }
 
 var (
@@ -161,10 +131,12 @@ var (
 	_ fusefs.NodeRemovexattrer = (*Dir)(nil)
 )
 
-// bareNode is a node that is just an inode: a symlink or a special file. It
-// serves the extended-attribute calls (the kernel allows only trusted.*
-// and security.* on them, for root): without them, listxattr of a symlink
-// failed with EOPNOTSUPP and tar --xattrs warned for every symlink.
+// bareNode is what every node is: an inode of a mount. It serves the
+// extended-attribute calls (File and Dir answer Getxattr themselves, for
+// the health attribute); symlinks and special files are nothing more. On
+// those the kernel allows only trusted.* and security.*, for root; without
+// the calls, listxattr of a symlink failed with EOPNOTSUPP and tar --xattrs
+// warned for every symlink.
 type bareNode struct {
 	fs  *FS
 	ino namespace.InodeID
