@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // requireFUSE skips (or, in CI, fails) when FUSE cannot be used here.
@@ -383,6 +385,44 @@ func TestFileSemantics(t *testing.T) {
 		seeOnB(t, "streamed", want)
 		if got, err := os.ReadFile(filepath.Join(A, "streamed")); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("read back through A after close: %d bytes, %v, equal %v", len(got), err, bytes.Equal(got, want))
+		}
+	})
+	t.Run("extended attributes of files, directories and symlinks", func(t *testing.T) {
+		f, d, l := filepath.Join(A, "xf"), filepath.Join(A, "xd"), filepath.Join(A, "xl")
+		if err := os.WriteFile(f, bytes.Repeat([]byte("x"), 3<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("xf", l); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{f, d} {
+			if err := syscall.Setxattr(p, "user.reef-test", []byte("v1"), 0); err != nil {
+				t.Fatalf("setxattr %s: %v", p, err)
+			}
+			onB := filepath.Join(B, filepath.Base(p))
+			waitFor(t, "xattr of "+p+" on B", 10*time.Second, func() (bool, string) {
+				buf := make([]byte, 64)
+				n, err := syscall.Getxattr(onB, "user.reef-test", buf)
+				return err == nil && string(buf[:n]) == "v1", fmt.Sprint(n, err)
+			})
+			if err := syscall.Removexattr(p, "user.reef-test"); err != nil {
+				t.Fatalf("removexattr %s: %v", p, err)
+			}
+			if _, err := syscall.Getxattr(p, "user.reef-test", make([]byte, 64)); err != syscall.ENODATA {
+				t.Errorf("getxattr after removexattr of %s = %v, want ENODATA", p, err)
+			}
+		}
+		// The health report of a chunked file, as JSON.
+		buf := make([]byte, 1<<20)
+		n, err := syscall.Getxattr(f, "user.reef.health", buf)
+		if err != nil || !bytes.Contains(buf[:n], []byte(`"chunks_total"`)) {
+			t.Errorf("user.reef.health of a chunked file: %v, %.200q", err, buf[:max(n, 0)])
+		}
+		if n, err := unix.Llistxattr(l, make([]byte, 1024)); err != nil || n != 0 {
+			t.Errorf("llistxattr of a symlink = %d, %v; want 0, nil", n, err)
 		}
 	})
 	t.Run("rename over an existing file", func(t *testing.T) {
