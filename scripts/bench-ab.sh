@@ -14,7 +14,10 @@
 # (convergent encryption would dedup a second write of the same bytes). For
 # each round every BIN runs once, in the order given. Prints one line per
 # run: the rate, the wall time, and user+system CPU seconds of each peer
-# during the operation, then the machine's busy CPU seconds. Meant for a
+# during the operation, then the machine's busy CPU seconds. With PROFILE_DIR
+# set, CPU profiles of PROFILE_PEERS (1 2) are taken for PROFILE_SECONDS (15)
+# from the start of the operation. With METRICS_DIR set, every peer's
+# /metrics is saved after the operation. Meant for a
 # quiet machine: these VMs are noisy, compare runs of one invocation only.
 set -euo pipefail
 [ $# -ge 3 ] || { echo "usage: $0 write|read|untar ROUNDS BIN..." >&2; exit 2; }
@@ -43,7 +46,7 @@ trap 'stop_cluster; grep -qs " $work/" /proc/mounts || rm -rf "$work"' EXIT
 head -c $((size_mb << 20)) /dev/urandom >"$work/src"
 if [ "$act" = untar ]; then
 	goroot=$(go env GOROOT)
-	(cd "$goroot" && find src -type f | LC_ALL=C sort | head -n "$n_untar") >"$work/list"
+	(cd "$goroot" && find src -type f | LC_ALL=C sort | awk -v n="$n_untar" 'NR <= n') >"$work/list"
 	tar cf "$work/src.tar" -C "$goroot" -T "$work/list"
 	n_untar=$(wc -l <"$work/list")
 fi
@@ -77,12 +80,22 @@ run() {
 	if [ "$act" = read ]; then echo 3 >/proc/sys/vm/drop_caches; sleep 1; fi
 	local c0 c1 b0 b1
 	c0=($(cpu)) b0=$(busy) t0=$(date +%s.%N)
+	if [ -n "${PROFILE_DIR:-}" ]; then
+		mkdir -p "$PROFILE_DIR"
+		for i in ${PROFILE_PEERS:-1 2}; do
+			curl -s -o "$PROFILE_DIR/$act-peer$i.pprof" "http://127.0.0.$i:$base/debug/pprof/profile?seconds=${PROFILE_SECONDS:-15}" &
+		done
+	fi
 	case "$act" in
 	write) dd if="$work/src" of="$d/mnt/f" bs=1M conv=fsync status=none ;;
 	read) dd if="$d/mnt/f" of=/dev/null bs=1M status=none ;;
-	untar) tar xf "$work/src.tar" -C "$d/mnt" ;;
+	untar) ${WRAP:-} tar xf "$work/src.tar" -C "$d/mnt" ;;
 	esac
 	t1=$(date +%s.%N) c1=($(cpu)) b1=$(busy)
+	if [ -n "${METRICS_DIR:-}" ]; then
+		mkdir -p "$METRICS_DIR"
+		for i in 1 2 3 4 5 6; do curl -s -o "$METRICS_DIR/$act-peer$i.txt" "http://127.0.0.$i:$base/metrics" || true; done
+	fi
 	el=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
 	if [ "$act" = untar ]; then
 		printf '%-28s %8.0f files/s %7.2f s  cpu-s' "$(basename "$bin")" "$(awk -v n="$n_untar" -v e="$el" 'BEGIN { print n / e }')" "$el"

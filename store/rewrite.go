@@ -61,10 +61,15 @@ func (s *Store) PutRange(ctx context.Context, base addr.Addr, r io.ReaderAt, siz
 	if err != nil {
 		return addr.Addr{}, st, fmt.Errorf("store: %w", err)
 	}
+	// New chunks are sealed and stored in parallel, as PutFile's are.
+	u := s.newUpload(ctx)
+	var fresh []*Entry
+	var tail []Entry
+	var readErr error
 	pos := start
-	for {
+	for u.ctx.Err() == nil {
 		if j, ok := reusable[pos]; ok {
-			entries = append(entries, ix.entries[j:]...)
+			tail = ix.entries[j:]
 			st.KeptChunks += len(ix.entries) - j
 			break
 		}
@@ -73,26 +78,45 @@ func (s *Store) PutRange(ctx context.Context, base addr.Addr, r io.ReaderAt, siz
 			break
 		}
 		if err != nil {
-			return addr.Addr{}, st, fmt.Errorf("store: read: %w", err)
+			readErr = err
+			break
 		}
-		e, _, _, err := s.putBlob(ctx, c)
-		if err != nil {
-			return addr.Addr{}, st, err
-		}
-		entries = append(entries, e)
+		bp := s.bufs.Get().(*[]byte)
+		data := append((*bp)[:0], c...)
+		e := &Entry{}
+		fresh = append(fresh, e)
+		u.chunk(data, e, func() { *bp = data[:0]; s.bufs.Put(bp) })
 		st.NewChunks++
 		pos += int64(len(c))
 	}
 	st.RechunkTo = pos
-	var total int64
-	for _, e := range entries {
-		total += e.Length
+	var root Entry
+	var merr error
+	if readErr == nil && u.waitSealed() {
+		for _, e := range fresh {
+			entries = append(entries, *e)
+		}
+		entries = append(entries, tail...)
+		var total int64
+		for _, e := range entries {
+			total += e.Length
+		}
+		if total != size {
+			merr = fmt.Errorf("store: rewrite produced %d bytes, want %d", total, size)
+		} else {
+			root, merr = u.manifests(entries, kindData)
+		}
 	}
-	if total != size {
-		return addr.Addr{}, st, fmt.Errorf("store: rewrite produced %d bytes, want %d", total, size)
+	_, _, err = u.wait()
+	switch {
+	case readErr != nil:
+		return addr.Addr{}, st, fmt.Errorf("store: read: %w", readErr)
+	case err != nil:
+		return addr.Addr{}, st, err
+	case merr != nil:
+		return addr.Addr{}, st, merr
 	}
-	root, _, _, err := s.putManifests(ctx, entries, kindData)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return addr.Addr{}, st, err
 	}
 	return root.Addr, st, nil

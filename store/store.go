@@ -7,13 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"math/bits"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/reefproject/reef/addr"
 	"github.com/reefproject/reef/chunker"
@@ -167,17 +164,10 @@ func (s *Store) PutFile(ctx context.Context, r io.Reader) (addr.Addr, PutStats, 
 	if err != nil {
 		return addr.Addr{}, st, fmt.Errorf("store: %w", err)
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.cfg.Parallel)
-	var (
-		mu      sync.Mutex
-		entries []*Entry
-	)
+	u := s.newUpload(ctx)
+	var entries []*Entry
 	var readErr error
-	for {
-		if gctx.Err() != nil {
-			break
-		}
+	for u.ctx.Err() == nil {
 		c, err := ch.Next()
 		if err == io.EOF {
 			break
@@ -188,90 +178,34 @@ func (s *Store) PutFile(ctx context.Context, r io.Reader) (addr.Addr, PutStats, 
 		}
 		bp := s.bufs.Get().(*[]byte)
 		data := append((*bp)[:0], c...)
-		e := &Entry{Length: int64(len(data))}
+		e := &Entry{}
 		entries = append(entries, e)
-		g.Go(func() error {
-			defer func() { *bp = data[:0]; s.bufs.Put(bp) }()
-			got, nw, dup, err := s.putBlob(gctx, data)
-			if err != nil {
-				return err
-			}
-			*e = got
-			mu.Lock()
-			st.NewShards += nw
-			st.DupShards += dup
-			mu.Unlock()
-			return nil
-		})
+		u.chunk(data, e, func() { *bp = data[:0]; s.bufs.Put(bp) })
 	}
-	werr := g.Wait()
-	if readErr != nil {
+	var root Entry
+	var merr error
+	if readErr == nil && u.waitSealed() {
+		flat := make([]Entry, len(entries))
+		for i, e := range entries {
+			flat[i] = *e
+			st.Size += e.Length
+		}
+		st.Chunks = len(flat)
+		root, merr = u.manifests(flat, kindData)
+	}
+	st.NewShards, st.DupShards, err = u.wait()
+	switch {
+	case readErr != nil:
 		return addr.Addr{}, st, fmt.Errorf("store: read input: %w", readErr)
-	}
-	if werr != nil {
-		return addr.Addr{}, st, werr
+	case err != nil:
+		return addr.Addr{}, st, err
+	case merr != nil:
+		return addr.Addr{}, st, merr
 	}
 	if err := ctx.Err(); err != nil {
 		return addr.Addr{}, st, err
 	}
-	flat := make([]Entry, len(entries))
-	for i, e := range entries {
-		flat[i] = *e
-		st.Size += e.Length
-	}
-	st.Chunks = len(flat)
-	root, nw, dup, err := s.putManifests(ctx, flat, kindData)
-	st.NewShards += nw
-	st.DupShards += dup
-	if err != nil {
-		return addr.Addr{}, st, err
-	}
 	return root.Addr, st, nil
-}
-
-// putManifests stores entries as one manifest, or as a tree when they do not
-// fit in one, and returns the root.
-func (s *Store) putManifests(ctx context.Context, entries []Entry, kind byte) (Entry, int, int, error) {
-	var nw, dup int
-	for len(entries) > maxEntries {
-		var up []Entry
-		for part := range slices.Chunk(entries, maxEntries) {
-			e, a, b, err := s.putManifest(ctx, part, kind)
-			nw, dup = nw+a, dup+b
-			if err != nil {
-				return Entry{}, nw, dup, err
-			}
-			up = append(up, e)
-		}
-		entries, kind = up, kindIndirect
-	}
-	e, a, b, err := s.putManifest(ctx, entries, kind)
-	return e, nw + a, dup + b, err
-}
-
-func (s *Store) putManifest(ctx context.Context, entries []Entry, kind byte) (Entry, int, int, error) {
-	var size int64
-	for _, e := range entries {
-		size += e.Length
-	}
-	e, nw, dup, err := s.putBlob(ctx, encodeManifest(manifest{kind: kind, size: size, entries: entries}))
-	e.Length = size
-	return e, nw, dup, err
-}
-
-// putBlob seals, codes and places one plaintext chunk.
-func (s *Store) putBlob(ctx context.Context, plain []byte) (Entry, int, int, error) {
-	// The blob is only read by the encoder: its buffer is reused.
-	bp := s.blobs.Get().(*[]byte)
-	defer s.blobs.Put(bp)
-	blob, err := s.cfg.Keys.Seal((*bp)[:0], plain)
-	if err != nil {
-		return Entry{}, 0, 0, fmt.Errorf("store: seal: %w", err)
-	}
-	a := addr.Sum(blob)
-	e := Entry{Addr: a, Length: int64(len(plain)), K: s.cfg.K, M: s.cfg.M}
-	nw, dup, err := s.storeStripe(ctx, a, blob)
-	return e, nw, dup, err
 }
 
 type putResult struct {

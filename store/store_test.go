@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/reefproject/reef/addr"
 	"github.com/reefproject/reef/chunker"
@@ -341,5 +342,76 @@ func TestReadAheadDepth(t *testing.T) {
 		if got := s.aheadFor(ix, st.off, st.n); got != st.want {
 			t.Errorf("aheadFor(off %d, n %d) = %d, want %d", st.off, st.n, got, st.want)
 		}
+	}
+}
+
+// gateNet holds every shard write until writes for want distinct blobs have
+// started, so a writer that waits for one blob's shards before sending the
+// next never gets going and fails after a timeout.
+type gateNet struct {
+	*fakeNet
+	want int
+	mu   sync.Mutex
+	seen map[addr.Addr]bool
+	open chan struct{}
+}
+
+func (g *gateNet) PutShard(ctx context.Context, peer string, k ShardKey, b []byte) (bool, error) {
+	g.mu.Lock()
+	if !g.seen[k.Addr] {
+		g.seen[k.Addr] = true
+		if len(g.seen) == g.want {
+			close(g.open)
+		}
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.open:
+	case <-time.After(2 * time.Second):
+		return false, errors.New("gate: the writer sent one blob at a time")
+	}
+	return g.fakeNet.PutShard(ctx, peer, k, b)
+}
+
+// TestUploadOneRound: a file's chunks and its manifest are stored in one
+// round of shard writes, and PutRange stores its new chunks in parallel.
+func TestUploadOneRound(t *testing.T) {
+	ctx := context.Background()
+	base := newFakeNet(6)
+	s0 := newTestStore(t, base, 4, 2)
+	old := randBytes(256<<10, 21)
+	oldAddr, _, err := s0.PutFile(ctx, bytes.NewReader(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := randBytes(256<<10, 22)
+	for _, tc := range []struct {
+		name string
+		want int // distinct blobs whose writes must be in flight together
+		put  func(s *Store) (addr.Addr, error)
+		data []byte
+	}{
+		{"one chunk and its manifest", 2, func(s *Store) (addr.Addr, error) {
+			a, _, err := s.PutFile(ctx, bytes.NewReader(randBytes(10<<10, 23)))
+			return a, err
+		}, randBytes(10<<10, 23)},
+		{"rewrite of every chunk", 4, func(s *Store) (addr.Addr, error) {
+			a, _, err := s.PutRange(ctx, oldAddr, bytes.NewReader(fresh), int64(len(fresh)), 0, int64(len(fresh)))
+			return a, err
+		}, fresh},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &gateNet{fakeNet: base, want: tc.want, seen: map[addr.Addr]bool{}, open: make(chan struct{})}
+			s := newTestStore(t, base, 4, 2)
+			s.cfg.Net = g
+			a, err := tc.put(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			if _, err := s0.WriteFile(ctx, a, &out); err != nil || !bytes.Equal(out.Bytes(), tc.data) {
+				t.Fatalf("read back: %v", err)
+			}
+		})
 	}
 }

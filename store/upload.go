@@ -1,0 +1,137 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/reefproject/reef/addr"
+	"golang.org/x/sync/errgroup"
+)
+
+// upload stores the blobs of one file with up to Config.Parallel in flight.
+//
+// A blob's entry (address and length) is known once it is sealed, long
+// before its shards are stored, so the manifest listing a file's chunks is
+// sealed and sent while the chunks are still on their way: a file costs one
+// round of shard writes, not one for its chunks and then another for its
+// manifest. Closing a 200 KB file (one chunk and its manifest) took two
+// rounds of six synced writes, about 13 ms on the CI VM. Nothing can refer
+// to the manifest before the upload as a whole has succeeded (the caller
+// commits the root address only then), so its chunks landing after it is
+// harmless; a failed upload leaves unreferenced shards, as it did before.
+type upload struct {
+	s      *Store
+	g      *errgroup.Group
+	ctx    context.Context
+	sealed sync.WaitGroup // chunks queued and not yet sealed
+
+	mu      sync.Mutex
+	nw, dup int
+}
+
+func (s *Store) newUpload(ctx context.Context) *upload {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.Parallel)
+	return &upload{s: s, g: g, ctx: gctx}
+}
+
+// chunk seals data and stores it in the background; *e is set once it is
+// sealed (after u.waitSealed). release, if set, is called when data is no
+// longer needed.
+func (u *upload) chunk(data []byte, e *Entry, release func()) {
+	u.sealed.Add(1)
+	u.g.Go(func() error {
+		if release != nil {
+			defer release()
+		}
+		blob, done, got, err := u.s.seal(data)
+		if err != nil {
+			u.sealed.Done()
+			return err
+		}
+		defer done()
+		*e = got
+		u.sealed.Done()
+		return u.stripe(got.Addr, blob)
+	})
+}
+
+// blob stores an already sealed blob in the background; done is called when
+// it is no longer needed.
+func (u *upload) blob(a addr.Addr, blob []byte, done func()) {
+	u.g.Go(func() error {
+		defer done()
+		return u.stripe(a, blob)
+	})
+}
+
+func (u *upload) stripe(a addr.Addr, blob []byte) error {
+	nw, dup, err := u.s.storeStripe(u.ctx, a, blob)
+	u.mu.Lock()
+	u.nw += nw
+	u.dup += dup
+	u.mu.Unlock()
+	return err
+}
+
+// waitSealed waits until every queued chunk is sealed, and reports whether
+// all of them were (a failure cancels the upload: see wait for the error).
+func (u *upload) waitSealed() bool {
+	u.sealed.Wait()
+	return u.ctx.Err() == nil
+}
+
+// wait waits for every blob to be stored and returns the first error.
+func (u *upload) wait() (nw, dup int, err error) {
+	err = u.g.Wait()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.nw, u.dup, err
+}
+
+// manifests seals entries as one manifest, or as a tree when they do not fit
+// in one, queues them for storing and returns the root. Called once every
+// entry is sealed.
+func (u *upload) manifests(entries []Entry, kind byte) (Entry, error) {
+	for len(entries) > maxEntries {
+		var up []Entry
+		for part := range slices.Chunk(entries, maxEntries) {
+			e, err := u.manifest(part, kind)
+			if err != nil {
+				return Entry{}, err
+			}
+			up = append(up, e)
+		}
+		entries, kind = up, kindIndirect
+	}
+	return u.manifest(entries, kind)
+}
+
+func (u *upload) manifest(entries []Entry, kind byte) (Entry, error) {
+	var size int64
+	for _, e := range entries {
+		size += e.Length
+	}
+	blob, done, e, err := u.s.seal(encodeManifest(manifest{kind: kind, size: size, entries: entries}))
+	if err != nil {
+		return Entry{}, err
+	}
+	e.Length = size
+	u.blob(e.Addr, blob, done)
+	return e, nil
+}
+
+// seal encrypts one plaintext chunk into a pooled buffer and addresses it;
+// done gives the buffer back.
+func (s *Store) seal(plain []byte) ([]byte, func(), Entry, error) {
+	bp := s.blobs.Get().(*[]byte)
+	blob, err := s.cfg.Keys.Seal((*bp)[:0], plain)
+	if err != nil {
+		s.blobs.Put(bp)
+		return nil, nil, Entry{}, fmt.Errorf("store: seal: %w", err)
+	}
+	a := addr.Sum(blob)
+	return blob, func() { s.blobs.Put(bp) }, Entry{Addr: a, Length: int64(len(plain)), K: s.cfg.K, M: s.cfg.M}, nil
+}
