@@ -62,10 +62,17 @@ type Options struct {
 	// background GC runs. Badger refuses to open a directory read-only if it
 	// was not closed cleanly.
 	ReadOnly bool
+	// SyncEvery bounds how long a PutLazy or Delete stays only in the page
+	// cache: a background loop syncs within this time of any write. 0 means
+	// DefaultSyncEvery.
+	SyncEvery time.Duration
 }
 
 // Stats summarises a Store's contents.
 type Stats struct {
+	// Unsynced is the number of writes and deletes not yet on stable
+	// storage (lazy ones, until the next sync).
+	Unsynced int64
 	// Count is the number of stored values.
 	Count int64
 	// Bytes is the sum of the stored values' lengths (user bytes, not disk
@@ -92,7 +99,21 @@ type Store struct {
 
 	stopGC chan struct{}
 	gcDone chan struct{}
+
+	// Group sync (see sync): written counts committed writes, synced the
+	// writes the last finished sync covered; one caller at a time syncs
+	// and the others wait for it.
+	written  atomic.Uint64
+	smu      sync.Mutex
+	scond    *sync.Cond
+	synced   uint64
+	syncing  bool
+	syncs    atomic.Uint64 // syncs done (tests)
+	syncDone chan struct{}
 }
+
+// DefaultSyncEvery is Options.SyncEvery's default.
+const DefaultSyncEvery = 100 * time.Millisecond
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts Options) (*Store, error) {
@@ -120,15 +141,23 @@ func open(dir string, opts Options, tweak func(*badger.Options)) (*Store, error)
 		locks:    keyLocks{m: make(map[string]*keyLock)},
 		stopGC:   make(chan struct{}),
 		gcDone:   make(chan struct{}),
+		syncDone: make(chan struct{}),
 	}
+	s.scond = sync.NewCond(&s.smu)
 	if err := s.loadStats(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
 	}
 	if opts.ReadOnly {
 		close(s.gcDone)
+		close(s.syncDone)
 	} else {
 		go s.gcLoop(GCInterval)
+		every := opts.SyncEvery
+		if every <= 0 {
+			every = DefaultSyncEvery
+		}
+		go s.syncLoop(every)
 		// badger's memtable logs are appended through shared maps: without
 		// this each synced write rewrites a large page-cache folio. (The
 		// value log, appended with pwrite, needs no advice: 1.03x with or
@@ -153,7 +182,7 @@ func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 	return badger.DefaultOptions(dir).
 		WithReadOnly(readOnly).
 		WithLogger(badgerlog.New(log)).
-		WithSyncWrites(true).
+		WithSyncWrites(false).
 		WithNumVersionsToKeep(1).
 		WithValueThreshold(1 << 10).
 		WithVLogPercentile(0).
@@ -298,9 +327,10 @@ func readRecord(txn *badger.Txn, mkey []byte) (rec record, found bool, err error
 }
 
 // Put stores val under key durably: when Put returns nil the value survives
-// kill -9 of the process (and a power cut, as far as fsync goes). Putting an
-// existing key with identical content is a cheap no-op (no write, no sync).
-// Concurrent Puts are group-committed. Put does not retain val.
+// kill -9 of the process and, as far as fsync goes, a power cut. Putting an
+// existing key with identical content writes nothing (it still waits for
+// an earlier lazy write of it to be synced). Concurrent Puts share syncs.
+// Put does not retain val.
 func (s *Store) Put(ctx context.Context, key, val []byte) error {
 	if err := s.enter(ctx); err != nil {
 		return fmt.Errorf("blockstore: put %x: %w", key, err)
@@ -309,7 +339,95 @@ func (s *Store) Put(ctx context.Context, key, val []byte) error {
 	if err := s.put(key, val); err != nil {
 		return fmt.Errorf("blockstore: put %x: %w", key, err)
 	}
+	if err := s.syncTo(s.written.Load()); err != nil {
+		return fmt.Errorf("blockstore: put %x: %w", key, err)
+	}
 	return nil
+}
+
+// PutLazy is Put without waiting for the disk: when it returns nil the
+// value is in the page cache (it survives kill -9 of the process, the
+// kernel holds it) and reaches the disk within Options.SyncEvery, or at the next
+// Sync. For writes whose durability comes from several peers holding them
+// (a power cut of one machine loses only that machine's share), with Sync
+// for fsync(2).
+func (s *Store) PutLazy(ctx context.Context, key, val []byte) error {
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("blockstore: put %x: %w", key, err)
+	}
+	defer s.exit()
+	if err := s.put(key, val); err != nil {
+		return fmt.Errorf("blockstore: put %x: %w", key, err)
+	}
+	return nil
+}
+
+// Sync returns once every write and delete that returned before it is on
+// stable storage.
+func (s *Store) Sync(ctx context.Context) error {
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("blockstore: sync: %w", err)
+	}
+	defer s.exit()
+	if err := s.syncTo(s.written.Load()); err != nil {
+		return fmt.Errorf("blockstore: sync: %w", err)
+	}
+	return nil
+}
+
+// syncTo returns once a sync that began after the target-th write committed
+// has finished. The first caller to find none running syncs for everyone
+// waiting; the others wait for it (a sync covers every write committed
+// before it starts, so callers that arrive during it need the next one).
+func (s *Store) syncTo(target uint64) error {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	for s.synced < target {
+		if s.syncing {
+			s.scond.Wait()
+			continue
+		}
+		s.syncing = true
+		upto := s.written.Load()
+		s.smu.Unlock()
+		err := s.db.Sync()
+		s.syncs.Add(1)
+		s.smu.Lock()
+		s.syncing = false
+		if err == nil {
+			s.synced = max(s.synced, upto)
+		}
+		s.scond.Broadcast()
+		if err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+	}
+	return nil
+}
+
+// syncLoop syncs lazy writes every interval until stopGC is closed.
+func (s *Store) syncLoop(interval time.Duration) {
+	defer close(s.syncDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		case <-t.C:
+		}
+		s.smu.Lock()
+		behind := s.synced < s.written.Load()
+		s.smu.Unlock()
+		if behind {
+			if err := s.syncTo(s.written.Load()); err != nil {
+				// Lazily written values may be lost to a power cut:
+				// scrub and repair find and rebuild them from the
+				// other peers' shards.
+				s.log.Error("blockstore: background sync failed", "err", err)
+			}
+		}
+	}
 }
 
 func (s *Store) put(key, val []byte) error {
@@ -377,6 +495,7 @@ func (s *Store) put(key, val []byte) error {
 	if err := txn.Commit(); err != nil {
 		return err
 	}
+	s.written.Add(1)
 	if existed {
 		s.bytes.Add(int64(len(val)) - int64(old.size))
 	} else {
@@ -472,7 +591,9 @@ func (s *Store) Has(ctx context.Context, key []byte) (bool, error) {
 	return found, nil
 }
 
-// Delete removes key durably. Deleting a missing key is not an error.
+// Delete removes key. It reaches the disk as PutLazy's writes do: a delete
+// lost to a power cut leaves a shard nobody refers to, which maint removes
+// again. Deleting a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, key []byte) error {
 	if err := s.enter(ctx); err != nil {
 		return fmt.Errorf("blockstore: delete %x: %w", key, err)
@@ -521,6 +642,7 @@ func (s *Store) delete(key []byte) error {
 	if err := txn.Commit(); err != nil {
 		return err
 	}
+	s.written.Add(1)
 	s.count.Add(-1)
 	s.bytes.Add(-int64(old.size))
 	return nil
@@ -580,7 +702,10 @@ func (e userError) Error() string { return e.err.Error() }
 // Stats returns the number of values and the sum of their lengths. It is
 // O(1): counters are loaded at Open and kept up to date by Put and Delete.
 func (s *Store) Stats() Stats {
-	return Stats{Count: s.count.Load(), Bytes: s.bytes.Load()}
+	s.smu.Lock()
+	unsynced := int64(s.written.Load() - s.synced)
+	s.smu.Unlock()
+	return Stats{Count: s.count.Load(), Bytes: s.bytes.Load(), Unsynced: unsynced}
 }
 
 // Close stops background GC, waits for in-flight operations and closes the
@@ -597,7 +722,13 @@ func (s *Store) Close() error {
 
 	close(s.stopGC)
 	<-s.gcDone
+	<-s.syncDone
 	s.ops.Wait()
+	if !s.readOnly {
+		if err := s.syncTo(s.written.Load()); err != nil {
+			s.log.Error("blockstore: sync at close", "err", err)
+		}
+	}
 	if err := s.db.Close(); err != nil {
 		s.closeErr = fmt.Errorf("blockstore: close: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -267,8 +268,9 @@ func TestCorruption(t *testing.T) {
 }
 
 const (
-	crashEnvDir = "BLOCKSTORE_CRASH_DIR"
-	crashValues = 2000
+	crashEnvDir  = "BLOCKSTORE_CRASH_DIR"
+	crashEnvLazy = "BLOCKSTORE_CRASH_LAZY" // the child uses PutLazy
+	crashValues  = 2000
 )
 
 func crashValue(i int) []byte { return storetest.Value(uint64(i), 64<<10+i%5000) }
@@ -286,8 +288,12 @@ func TestCrashChild(t *testing.T) {
 		os.Exit(2)
 	}
 	out := bufio.NewWriter(os.Stdout)
+	put := s.Put
+	if os.Getenv(crashEnvLazy) != "" {
+		put = s.PutLazy
+	}
 	for i := range crashValues {
-		if err := s.Put(context.Background(), storetest.Key(uint64(i), 0), crashValue(i)); err != nil {
+		if err := put(context.Background(), storetest.Key(uint64(i), 0), crashValue(i)); err != nil {
 			fmt.Fprintln(out, "put error", err)
 			out.Flush()
 			os.Exit(2)
@@ -304,11 +310,20 @@ func TestCrashDurability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
-	for round, killAfter := range []int{50, 400} {
-		t.Run(fmt.Sprintf("kill after %d acks", killAfter), func(t *testing.T) {
+	// PutLazy's writes are not synced when it returns, but the page cache
+	// holds them: a killed process loses none of them either.
+	for round, tc := range []struct {
+		killAfter int
+		lazy      bool
+	}{{50, false}, {400, false}, {50, true}, {400, true}} {
+		killAfter := tc.killAfter
+		t.Run(fmt.Sprintf("kill after %d acks, lazy %v", killAfter, tc.lazy), func(t *testing.T) {
 			dir := t.TempDir()
 			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 			cmd.Env = append(os.Environ(), crashEnvDir+"="+dir)
+			if tc.lazy {
+				cmd.Env = append(cmd.Env, crashEnvLazy+"=1")
+			}
 			stdout, err := cmd.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)
@@ -375,5 +390,61 @@ func TestCrashDurability(t *testing.T) {
 			}
 			t.Logf("all %d acked values intact, %d unacked values also present", acked+1, extra)
 		})
+	}
+}
+
+// TestSyncShared: concurrent Puts share syncs, PutLazy's writes are synced
+// by the background loop within a few SyncEvery, and Sync covers them at
+// once.
+func TestSyncShared(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	syncs := func() uint64 { return blockstore.SyncCount(s) }
+
+	before := syncs()
+	var wg sync.WaitGroup
+	const writers, each = 16, 20
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := s.Put(ctx, storetest.Key(uint64(w*each+i), 0), storetest.Value(uint64(i), 4<<10)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := syncs() - before; n == 0 || n >= writers*each {
+		t.Errorf("%d durable Puts from %d writers took %d syncs; want at least one and fewer than one each", writers*each, writers, n)
+	}
+
+	for i := range 50 {
+		if err := s.PutLazy(ctx, storetest.Key(uint64(10000+i), 0), storetest.Value(uint64(i), 4<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if blockstore.Unsynced(s) == 0 {
+		t.Fatal("PutLazy synced before returning")
+	}
+	deadline := time.Now().Add(20 * blockstore.DefaultSyncEvery)
+	for blockstore.Unsynced(s) != 0 && time.Now().Before(deadline) {
+		time.Sleep(blockstore.DefaultSyncEvery / 4)
+	}
+	if n := blockstore.Unsynced(s); n != 0 {
+		t.Fatalf("%d lazy writes still unsynced after %v", n, 20*blockstore.DefaultSyncEvery)
+	}
+
+	if err := s.PutLazy(ctx, storetest.Key(20000, 0), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := blockstore.Unsynced(s); n != 0 {
+		t.Fatalf("Sync returned with %d writes unsynced", n)
 	}
 }

@@ -35,6 +35,12 @@ func requireFUSE(t *testing.T) {
 // mountCluster starts six peers; the first two mount the volume.
 func mountCluster(t *testing.T) (*cluster, []*peerProc, string, string) {
 	t.Helper()
+	return mountClusterWith(t)
+}
+
+// mountClusterWith is mountCluster with extra flags for every peer.
+func mountClusterWith(t *testing.T, flags ...string) (*cluster, []*peerProc, string, string) {
+	t.Helper()
 	requireFUSE(t)
 	c := newCluster(t)
 	a := filepath.Join(c.dir, "mountA")
@@ -50,7 +56,7 @@ func mountCluster(t *testing.T) (*cluster, []*peerProc, string, string) {
 		case 1:
 			extra = []string{"--mount", b}
 		}
-		peers = append(peers, c.addPeer(extra...))
+		peers = append(peers, c.addPeer(append(extra, flags...)...))
 	}
 	want := map[string]string{}
 	for _, p := range peers {

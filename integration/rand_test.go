@@ -19,3 +19,10 @@ func (r *randReader) Read(b []byte) (int, error) { return r.r.Read(b) }
 
 func itoa(n int64) string   { return strconv.FormatInt(n, 10) }
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
+
+// randBytes returns n deterministic pseudo-random bytes.
+func randBytes(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	newRandReader(seed).Read(b)
+	return b
+}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -259,4 +260,85 @@ func TestPOSIXSemantics(t *testing.T) {
 		}
 		changed("unlink")
 	})
+}
+
+// unsynced returns each peer's reef_shard_writes_unsynced.
+func unsynced(t *testing.T, peers []*peerProc) []int {
+	t.Helper()
+	var out []int
+	for _, p := range peers {
+		n := -1
+		for line := range strings.Lines(httpGet(t, "http://"+p.listen+"/metrics")) {
+			if strings.HasPrefix(line, "reef_shard_writes_unsynced{") {
+				f := strings.Fields(line)
+				v, err := strconv.ParseFloat(f[len(f)-1], 64)
+				if err != nil {
+					t.Fatalf("%s: %q: %v", p.name, line, err)
+				}
+				n = int(v)
+			}
+		}
+		if n < 0 {
+			t.Fatalf("%s: no reef_shard_writes_unsynced in /metrics", p.name)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// TestFsyncSyncsShards: a file's shards are written lazily at close (each
+// holder syncs them on its own schedule, here never: --shard-sync-every
+// 1h), and fsync(2) through the mount, or `reef put`, returns only when
+// all but m peers have synced, the rest soon after.
+func TestFsyncSyncsShards(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process FUSE test; run without -short")
+	}
+	c, peers, A, _ := mountClusterWith(t, "--shard-sync-every", "1h")
+	const m = 2
+	zeros := func(u []int) int {
+		n := 0
+		for _, v := range u {
+			if v == 0 {
+				n++
+			}
+		}
+		return n
+	}
+	allSynced := func(t *testing.T, what string) {
+		t.Helper()
+		u := unsynced(t, peers)
+		if z := zeros(u); z < len(peers)-m {
+			t.Errorf("right after %s: %d of %d peers synced (unsynced writes %v), want at least %d", what, z, len(peers), u, len(peers)-m)
+		}
+		waitFor(t, "every peer synced after "+what, 10*time.Second, func() (bool, string) {
+			u := unsynced(t, peers)
+			return zeros(u) == len(peers), fmt.Sprint(u)
+		})
+	}
+
+	name := filepath.Join(A, "f")
+	data := randBytes(1<<20, 7)
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if u := unsynced(t, peers); len(peers)-zeros(u) < 5 {
+		t.Fatalf("after close without fsync, unsynced writes per peer %v: want the shards written lazily on at least k+1 = 5 peers", u)
+	}
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	allSynced(t, "fsync")
+	f.Close()
+
+	src := filepath.Join(t.TempDir(), "put")
+	if err := os.WriteFile(src, randBytes(1<<20, 8), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.put(peers[2], src)
+	allSynced(t, "reef put")
 }

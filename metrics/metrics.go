@@ -23,6 +23,7 @@
 //
 //	reef_shards_stored   gauge  shards in this peer's block store
 //	reef_bytes_stored    gauge  bytes of shard data in this peer's block store
+//	reef_shard_writes_unsynced  gauge  writes not yet synced to disk (WatchUnsynced, read at each scrape)
 //
 // # Durability, as this peer last computed it (SetHealth, SetRepairQueue)
 //
@@ -109,6 +110,7 @@ var storeOps = []string{"put_file", "get_file", "put_chunk", "get_chunk", "read_
 // are safe for concurrent use.
 type Metrics struct {
 	reg     *prometheus.Registry
+	r       prometheus.Registerer // reg, with the peer label
 	handler http.Handler
 
 	httpRequests *prometheus.CounterVec   // op, code
@@ -172,7 +174,7 @@ func New(peer string) *Metrics {
 		return g
 	}
 
-	m := &Metrics{reg: reg}
+	m := &Metrics{reg: reg, r: r}
 
 	m.httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "reef_http_requests_total",
@@ -279,6 +281,16 @@ func New(peer string) *Metrics {
 // Handler returns the handler that serves this peer's metrics in the
 // Prometheus exposition formats. It returns the same handler on every call.
 func (m *Metrics) Handler() http.Handler { return m.handler }
+
+// WatchUnsynced registers reef_shard_writes_unsynced, read from fn at
+// every scrape: the block store's writes not yet on stable storage. Call it
+// at most once.
+func (m *Metrics) WatchUnsynced(fn func() int64) {
+	m.r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "reef_shard_writes_unsynced",
+		Help: "Shard writes and deletes of this peer's block store not yet synced to disk (lazy ones, until the next sync).",
+	}, func() float64 { return float64(fn()) }))
+}
 
 // SetStored sets reef_shards_stored and reef_bytes_stored: the shards and
 // bytes in this peer's block store.

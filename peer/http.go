@@ -94,8 +94,13 @@ func (p *Peer) handlePutShard(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusBadRequest, err)
 		return
 	}
+	lazy := r.URL.Query().Get("lazy") == "1"
 	// Answer before the body is sent when the shard is here already.
 	if has, err := p.bs.Has(r.Context(), shardKey(k)); err == nil && has {
+		if err := p.heldDurably(r.Context(), lazy); err != nil {
+			api.WriteError(w, http.StatusInternalServerError, err)
+			return
+		}
 		// Flush at once: the client is waiting for this answer (or for
 		// "100 Continue") before it sends the body.
 		w.Header().Set("Connection", "close")
@@ -123,7 +128,7 @@ func (p *Peer) handlePutShard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Has was checked above, before the body was read.
-	stored, err := p.storeLocal(r.Context(), shardKey(k), shard)
+	stored, err := p.storeLocal(r.Context(), shardKey(k), shard, lazy)
 	switch {
 	case errors.Is(err, ErrFull):
 		api.WriteError(w, http.StatusInsufficientStorage, err)
@@ -207,6 +212,13 @@ func (p *Peer) handlePutFile(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		p.log.Error("put failed", "err", err)
 		api.WriteError(w, statusFor(err), err)
+		return
+	}
+	// The shards were written lazily (lazyNet); an address handed out
+	// stays readable through a power cut of every peer.
+	if err := p.repl.SyncBarrier(r.Context()); err != nil {
+		p.log.Error("put: syncing the shards", "err", err)
+		api.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("stored but not yet synced: %w", err))
 		return
 	}
 	p.log.Info("file stored", "addr", a.String(), "bytes", st.Size, "chunks", st.Chunks, "new_shards", st.NewShards, "dup_shards", st.DupShards)

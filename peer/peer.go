@@ -61,6 +61,9 @@ type Config struct {
 	ScrubRate   int64         // bytes/s of the scheduled scrub; 0 means 8 MB/s
 	ScrubEvery  time.Duration // between scheduled scrub passes; 0 means 24h, < 0 never
 	MaintEvery  time.Duration // between repair/rebalance passes; 0 means 30s
+	// ShardSyncEvery bounds how long a lazily written shard stays unsynced
+	// (blockstore.Options.SyncEvery); 0 means 100ms.
+	ShardSyncEvery time.Duration
 }
 
 // Peer is a running reef daemon.
@@ -118,9 +121,10 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		cfg.MaintEvery = 30 * time.Second
 	}
 	p := &Peer{cfg: cfg, id: id, log: cfg.Logger.With("peer", id), stop: make(chan struct{}), metrics: metrics.New(id)}
-	if p.bs, err = blockstore.Open(filepath.Join(cfg.DataDir, "shards"), blockstore.Options{Logger: p.log}); err != nil {
+	if p.bs, err = blockstore.Open(filepath.Join(cfg.DataDir, "shards"), blockstore.Options{Logger: p.log, SyncEvery: cfg.ShardSyncEvery}); err != nil {
 		return nil, fmt.Errorf("peer: %w", err)
 	}
+	p.metrics.WatchUnsynced(func() int64 { return p.bs.Stats().Unsynced })
 	if p.cfg.Capacity <= 0 {
 		p.cfg.Capacity = diskSize(cfg.DataDir)
 	}
@@ -183,7 +187,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		M:           cfg.M,
 		WriteQuorum: cfg.WriteQuorum,
 		Chunking:    cfg.Chunking,
-		Net:         p.net,
+		Net:         lazyNet{p.net},
 		Members:     p.liveMembers,
 		Placement:   p.placementMembers,
 		Others:      p.otherMembers,

@@ -186,10 +186,16 @@ func (r *replicator) pushLocked() error {
 }
 
 // SyncBarrier is Barrier for fsync(2): it also asks the live peers to put
-// every op they hold on stable storage, and does so here, and returns when
-// M other peers have.
+// every op and every shard they hold on stable storage, and does so here.
+// It returns when M other peers have synced (the namespace change is then
+// on the disks of M+1 peers) and all but M of the others have (shards are
+// written lazily, see lazyNet: with at most M peers unsynced, every stripe
+// written to the live peers keeps K synced shards).
 func (r *replicator) SyncBarrier(ctx context.Context) error {
 	if err := r.Barrier(ctx); err != nil {
+		return err
+	}
+	if err := r.p.bs.Sync(ctx); err != nil {
 		return err
 	}
 	if err := r.p.ns.Sync(); err != nil {
@@ -207,7 +213,7 @@ func (r *replicator) SyncBarrier(ctx context.Context) error {
 			others = append(others, m.ID)
 		}
 	}
-	need := min(r.p.cfg.M, len(others))
+	need := min(max(r.p.cfg.M, len(others)-r.p.cfg.M), len(others))
 	acks := make(chan error, len(others))
 	for _, o := range others {
 		go func() {
@@ -236,11 +242,11 @@ func (r *replicator) SyncBarrier(ctx context.Context) error {
 	if got >= need {
 		return nil
 	}
-	return fmt.Errorf("namespace changes synced on %d other peers, need %d: %s", got, need, strings.Join(errs, "; "))
+	return fmt.Errorf("changes synced on %d other peers, need %d: %s", got, need, strings.Join(errs, "; "))
 }
 
-// handleNSFsync puts every op this peer holds on stable storage, after
-// fetching from the asking peer any of its ops up to seq it lacks.
+// handleNSFsync puts every op and shard this peer holds on stable storage,
+// after fetching from the asking peer any of its ops up to seq it lacks.
 func (p *Peer) handleNSFsync(w http.ResponseWriter, r *http.Request) {
 	origin := r.URL.Query().Get("origin")
 	seq, _ := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
@@ -257,6 +263,10 @@ func (p *Peer) handleNSFsync(w http.ResponseWriter, r *http.Request) {
 			api.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("still missing %s's changes up to %d", origin, seq))
 			return
 		}
+	}
+	if err := p.bs.Sync(r.Context()); err != nil {
+		api.WriteError(w, http.StatusInternalServerError, err)
+		return
 	}
 	if err := p.ns.Sync(); err != nil {
 		api.WriteError(w, http.StatusInternalServerError, err)

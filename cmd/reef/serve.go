@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/reefproject/reef/blockstore"
 	"github.com/reefproject/reef/crypt"
 	"github.com/reefproject/reef/peer"
 )
@@ -19,7 +20,7 @@ type serveOptions struct {
 	data, key, listen, gossip, zone, name, logLevel, mount string
 	join                                                   []string
 	capacity, repairRate, scrubRate                        int64
-	repairAfter, scrubEvery, maintEvery                    time.Duration
+	repairAfter, scrubEvery, maintEvery, shardSyncEvery    time.Duration
 	k, m, quorum                                           int
 }
 
@@ -44,6 +45,7 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Var(sizeFlag{&o.scrubRate}, "scrub-rate", "bytes per second of the scheduled scrub (default 8M)")
 	fs.DurationVar(&o.scrubEvery, "scrub-every", 24*time.Hour, "time between scheduled scrub passes (0 disables)")
 	fs.DurationVar(&o.maintEvery, "maint-every", 30*time.Second, "time between repair and rebalance passes")
+	fs.DurationVar(&o.shardSyncEvery, "shard-sync-every", blockstore.DefaultSyncEvery, "longest a file's shard stays written but not synced to disk (fsync(2) on a mount syncs at once)")
 	fs.StringVar(&o.mount, "mount", "", "mount the volume at this directory (FUSE); unmounted on SIGTERM/SIGINT")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -71,6 +73,7 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		DataDir: o.data, Name: o.name, Listen: o.listen, Gossip: o.gossip, Join: o.join, Zone: o.zone,
 		Capacity: o.capacity, K: o.k, M: o.m, WriteQuorum: o.quorum, Keys: keys, Logger: log, Mount: o.mount,
 		RepairAfter: o.repairAfter, RepairRate: o.repairRate, ScrubRate: o.scrubRate, ScrubEvery: scrubEvery(o.scrubEvery), MaintEvery: o.maintEvery,
+		ShardSyncEvery: o.shardSyncEvery,
 	})
 	if err != nil {
 		return err

@@ -739,6 +739,12 @@ func (db *DB) Sync() error {
 	*/
 	db.lock.RLock()
 	memtableSyncError := db.mt.SyncWAL()
+	// (reef patch) Also the memtables waiting to be flushed: a write
+	// committed just before its memtable filled up sits in one of those,
+	// and without SyncWrites nothing has synced its log yet.
+	for _, mt := range db.imm {
+		memtableSyncError = y.CombineErrors(memtableSyncError, mt.SyncWAL())
+	}
 	db.lock.RUnlock()
 
 	vLogSyncError := db.vlog.sync()
@@ -1115,6 +1121,14 @@ func buildL0Table(iter y.Iterator, dropPrefixes [][]byte, bopts table.Options) *
 
 // handleMemTableFlush must be run serially.
 func (db *DB) handleMemTableFlush(mt *memTable, dropPrefixes [][]byte) error {
+	// (reef patch) Without SyncWrites, put the value log on disk before a
+	// table pointing into it does (the memtable's log, which would have
+	// been replayed, is deleted after the flush).
+	if !db.opt.SyncWrites && !db.opt.InMemory {
+		if err := db.vlog.sync(); err != nil {
+			return y.Wrap(err, "syncing the value log before a memtable flush")
+		}
+	}
 	bopts := buildTableOptions(db)
 	itr := mt.sl.NewUniIterator(false)
 	builder := buildL0Table(itr, nil, bopts)

@@ -406,7 +406,11 @@ func (lf *logFile) generateIV(offset uint32) []byte {
 }
 
 func (lf *logFile) doneWriting(offset uint32) error {
-	if lf.opt.SyncWrites {
+	// (reef patch) Sync the finished value-log file whatever SyncWrites
+	// says: DB.Sync syncs only the current file, so without this a write
+	// made just before the log moved on to a new file would be left out of
+	// the next Sync.
+	{
 		if err := lf.Sync(); err != nil {
 			return y.Wrapf(err, "Unable to sync value log: %q", lf.path)
 		}

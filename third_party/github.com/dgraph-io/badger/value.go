@@ -354,6 +354,14 @@ func (vlog *valueLog) rewrite(f *logFile) error {
 	vlog.opt.Infof("Processed %d entries in %d loops", len(wb), loops)
 	vlog.opt.Infof("Total entries: %d. Moved: %d", count, moved)
 	vlog.opt.Infof("Removing fid: %d", f.fid)
+	// (reef patch) Without SyncWrites the moved entries may still be in
+	// the page cache only: put them on disk before the file that holds
+	// the originals goes.
+	if !vlog.opt.SyncWrites {
+		if err := vlog.db.Sync(); err != nil {
+			return y.Wrapf(err, "syncing moved entries before removing fid %d", f.fid)
+		}
+	}
 	var deleteFileNow bool
 	// Entries written to LSM. Remove the older file now.
 	{

@@ -1,0 +1,11 @@
+package blockstore
+
+// SyncCount returns how many syncs s has done.
+func SyncCount(s *Store) uint64 { return s.syncs.Load() }
+
+// Unsynced returns how many committed writes no finished sync covers yet.
+func Unsynced(s *Store) uint64 {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	return s.written.Load() - s.synced
+}
