@@ -154,6 +154,12 @@ func (n *shardNet) putShard(ctx context.Context, peer string, k store.ShardKey, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, shardTimeout)
 	defer cancel()
+	// On a stream: an HTTP PUT cost the writer a header to write and parse
+	// and two goroutine hand-offs; a 200 KB file's twelve shard writes
+	// took 1.9 ms each (median) against ~0.1 ms of work at the holder.
+	if stored, err := n.putShardStream(ctx, peer, k, shard, lazy); !errors.Is(err, errNoStream) {
+		return stored, err
+	}
 	path := shardPath(k)
 	if lazy {
 		path += "?lazy=1" // a peer that does not know it syncs: safe

@@ -392,7 +392,7 @@ func (p *Peer) pushTo(peers []string, body []byte, need int) (int, []string) {
 }
 
 func (p *Peer) pushOps(ctx context.Context, peer string, body []byte) error {
-	err := p.net.streamCall(ctx, peer, frameOps, body)
+	_, err := p.net.streamCall(ctx, peer, frameOps, body)
 	if !errors.Is(err, errNoStream) {
 		if err != nil {
 			return fmt.Errorf("%s: %w", peer, err)

@@ -13,7 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/reefproject/reef/addr"
 	"github.com/reefproject/reef/api"
+	"github.com/reefproject/reef/erasure"
+	"github.com/reefproject/reef/store"
 )
 
 // Streams: namespace pushes travel on long-lived connections taken over
@@ -27,19 +30,32 @@ import (
 // request, so streams need no authentication of their own.
 //
 // Frame, both ways: a 4-byte big-endian payload length, a 1-byte kind
-// (request) or status (answer), the payload. Requests: frameOps (payload:
-// namespace.EncodeOps). Answers: statusOK (no payload) or statusError
-// (payload: the error text). Every read and write has a deadline; lengths
-// are bounded before anything is allocated.
+// (request) or status (answer), the payload. Requests:
+//   - frameOps: namespace.EncodeOps; answered with no payload;
+//   - frameShardPut: a shard header (below) and the shard; answered with
+//     one byte, 1 if the shard was stored, 0 if it was held already;
+//   - frameShardHas: a shard header; answered with one byte, 1 if held.
+//
+// A shard header is a flags byte (shardLazy: write without waiting for the
+// disk, see lazyNet), the 32-byte chunk address and the 2-byte big-endian
+// shard index. Answers: statusOK or statusError (payload: the error text).
+// Every read and write has a deadline; lengths are bounded, per kind,
+// before anything is allocated. A peer of an older version answers an
+// unknown kind with statusError: callers then use HTTP (errNoStream).
 const (
 	streamProto    = "reef-stream-1"
 	streamPath     = "/v1/stream"
 	frameOps       = 1
+	frameShardPut  = 2
+	frameShardHas  = 3
 	statusOK       = 0
 	statusError    = 1
 	maxErrorFrame  = 64 << 10
 	streamIdle     = 2 * time.Minute // a server closes a connection idle this long
-	streamIdleKeep = 4               // idle connections kept per peer
+	streamIdleKeep = 16              // idle connections kept per peer (8 chunks in flight put ~8 shards on each)
+
+	shardLazy       = 1
+	shardHeaderSize = 1 + addr.Size + 2
 )
 
 // errNoStream means the peer does not offer streams (an older version):
@@ -76,17 +92,123 @@ func (p *Peer) handleStream(w http.ResponseWriter, r *http.Request) {
 	if err := brw.Flush(); err != nil {
 		return
 	}
-	serveFrames(conn, brw.Reader, bufio.NewWriter(conn), func(kind byte, body []byte) error {
-		if kind != frameOps {
-			return fmt.Errorf("unknown frame kind %d", kind)
+	serveFrames(conn, brw.Reader, bufio.NewWriter(conn), frameLimit, func(kind byte, body []byte) ([]byte, error) {
+		switch kind {
+		case frameOps:
+			return nil, p.applyOps(body)
+		case frameShardPut, frameShardHas:
+			return p.streamShard(kind, body)
 		}
-		return p.applyOps(body)
+		return nil, fmt.Errorf("unknown frame kind %d", kind)
 	})
 }
 
+// frameLimit bounds a request frame's payload by its kind.
+func frameLimit(kind byte) int64 {
+	switch kind {
+	case frameShardPut:
+		return shardHeaderSize + store.MaxShard
+	case frameShardHas:
+		return shardHeaderSize
+	}
+	return maxOpsBody
+}
+
+// unknownKindPrefix starts the error an older peer answers a frame kind it
+// does not know with.
+const unknownKindPrefix = "unknown frame kind"
+
+// streamShard serves a shard frame: the same checks and the same store as
+// PUT /v1/shard (handlePutShard).
+func (p *Peer) streamShard(kind byte, body []byte) ([]byte, error) {
+	k, lazy, shard, err := parseShardFrame(body)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shardTimeout)
+	defer cancel()
+	if kind == frameShardHas {
+		has, err := p.bs.Has(ctx, shardKey(k))
+		if err != nil || !has {
+			return []byte{0}, err
+		}
+		return []byte{1}, p.heldDurably(ctx, lazy)
+	}
+	h, err := erasure.Verify(shard)
+	if err != nil {
+		return nil, err
+	}
+	if h.Index != k.Index {
+		return nil, fmt.Errorf("shard header says index %d, frame says %d", h.Index, k.Index)
+	}
+	stored, err := p.putLocal(ctx, k, shard, lazy)
+	if err != nil {
+		if !errors.Is(err, ErrFull) {
+			p.log.Error("storing shard", "shard", k.String(), "err", err)
+		}
+		return nil, err
+	}
+	if stored {
+		return []byte{1}, nil
+	}
+	return []byte{0}, nil
+}
+
+// shardFrameHeader encodes the header of a shard frame.
+func shardFrameHeader(k store.ShardKey, lazy bool) []byte {
+	b := make([]byte, shardHeaderSize)
+	if lazy {
+		b[0] = shardLazy
+	}
+	copy(b[1:], k.Addr[:])
+	binary.BigEndian.PutUint16(b[1+addr.Size:], uint16(k.Index))
+	return b
+}
+
+// parseShardFrame splits a shard frame's payload.
+func parseShardFrame(b []byte) (k store.ShardKey, lazy bool, shard []byte, err error) {
+	if len(b) < shardHeaderSize {
+		return k, false, nil, fmt.Errorf("shard frame of %d bytes, header is %d", len(b), shardHeaderSize)
+	}
+	if b[0]&^shardLazy != 0 {
+		return k, false, nil, fmt.Errorf("shard frame flags %#x", b[0])
+	}
+	copy(k.Addr[:], b[1:1+addr.Size])
+	k.Index = int(binary.BigEndian.Uint16(b[1+addr.Size:]))
+	if k.Index > 255 {
+		return k, false, nil, fmt.Errorf("bad shard index %d", k.Index)
+	}
+	return k, b[0]&shardLazy != 0, b[shardHeaderSize:], nil
+}
+
+// putShardStream is PUT /v1/shard on a stream: a shard bigger than
+// expectMin is first asked about (the has-check that lets dedup skip the
+// transfer), smaller ones are sent at once. errNoStream: use HTTP.
+func (n *shardNet) putShardStream(ctx context.Context, peer string, k store.ShardKey, shard []byte, lazy bool) (bool, error) {
+	hdr := shardFrameHeader(k, lazy)
+	if len(shard) > expectMin {
+		ans, err := n.streamCall(ctx, peer, frameShardHas, hdr)
+		if err != nil {
+			return false, err
+		}
+		if len(ans) == 1 && ans[0] == 1 {
+			return false, nil
+		}
+	}
+	ans, err := n.streamCall(ctx, peer, frameShardPut, hdr, shard)
+	if err != nil {
+		return false, err
+	}
+	if len(ans) != 1 {
+		return false, fmt.Errorf("shard put answered with %d bytes, want 1", len(ans))
+	}
+	return ans[0] == 1, nil
+}
+
 // serveFrames answers frames on one connection, in order, with handle's
-// result, until the connection fails or idles for streamIdle.
-func serveFrames(conn net.Conn, br *bufio.Reader, bw *bufio.Writer, handle func(kind byte, body []byte) error) {
+// result, until the connection fails or idles for streamIdle. limit bounds
+// each kind's payload.
+func serveFrames(conn net.Conn, br *bufio.Reader, bw *bufio.Writer, limit func(kind byte) int64, handle func(kind byte, body []byte) ([]byte, error)) {
 	var hdr [5]byte
 	for {
 		conn.SetReadDeadline(time.Now().Add(streamIdle))
@@ -98,9 +220,9 @@ func serveFrames(conn net.Conn, br *bufio.Reader, bw *bufio.Writer, handle func(
 			return
 		}
 		n := binary.BigEndian.Uint32(hdr[:4])
-		if int64(n) > maxOpsBody {
+		if max := limit(hdr[4]); int64(n) > max {
 			// The payload is not read: the connection cannot continue.
-			writeFrame(conn, bw, statusError, []byte(fmt.Sprintf("frame of %d bytes, limit %d", n, maxOpsBody)))
+			writeFrame(conn, bw, statusError, []byte(fmt.Sprintf("frame of %d bytes, limit %d", n, max)))
 			return
 		}
 		body := make([]byte, n)
@@ -108,8 +230,8 @@ func serveFrames(conn net.Conn, br *bufio.Reader, bw *bufio.Writer, handle func(
 			return
 		}
 		var status byte = statusOK
-		var answer []byte
-		if err := handle(hdr[4], body); err != nil {
+		answer, err := handle(hdr[4], body)
+		if err != nil {
 			status, answer = statusError, []byte(err.Error())
 		}
 		if err := writeFrame(conn, bw, status, answer); err != nil {
@@ -249,68 +371,95 @@ func (n *shardNet) dialStream(ctx context.Context, addr string) (*streamConn, er
 	return &streamConn{Conn: conn, br: br}, nil
 }
 
-// streamCall sends one frame to peer and waits for its answer. A pooled
-// connection that turns out dead before any answer arrived is replaced
-// once (the requests are idempotent: ops already held are skipped).
-func (n *shardNet) streamCall(ctx context.Context, peer string, kind byte, body []byte) error {
+// streamCall sends one frame, its payload the concatenation of parts, to
+// peer and returns the answer's payload. A pooled connection that turns out
+// dead before any answer arrived is replaced once (the requests are
+// idempotent: ops and shards already held are skipped). A peer that does
+// not know the frame kind gives errNoStream.
+func (n *shardNet) streamCall(ctx context.Context, peer string, kind byte, parts ...[]byte) ([]byte, error) {
 	addr, err := n.dataAddr(peer)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
 		c := n.streams.get(addr)
 		pooled := c != nil
 		if c == nil {
 			if c, err = n.dialStream(ctx, addr); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		answered, err := c.call(ctx, kind, body)
+		answer, answered, err := c.call(ctx, kind, parts)
 		if err == nil || answered {
 			n.streams.put(addr, c)
-			return err
+			if unknownKind(kind, err) {
+				return nil, errNoStream
+			}
+			return answer, err
 		}
 		c.Close()
 		if !pooled || attempt > 0 {
-			return err
+			return nil, err
 		}
 	}
 }
 
+// unknownKind reports whether err is a peer's answer that it does not know
+// kind (a peer of an older version, for any kind but frameOps).
+func unknownKind(kind byte, err error) bool {
+	var pe peerFrameError
+	return kind != frameOps && errors.As(err, &pe) && strings.HasPrefix(string(pe), unknownKindPrefix)
+}
+
+// peerFrameError is the error text a peer answered a frame with.
+type peerFrameError string
+
+func (e peerFrameError) Error() string { return "peer: " + string(e) }
+
 // call writes one frame and reads the answer. answered reports whether a
 // whole answer frame was read (the connection is then still usable); err
 // is then the peer's error, if it sent one.
-func (c *streamConn) call(ctx context.Context, kind byte, body []byte) (answered bool, err error) {
+func (c *streamConn) call(ctx context.Context, kind byte, parts [][]byte) (answer []byte, answered bool, err error) {
 	deadline := time.Now().Add(nsTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	c.SetDeadline(deadline)
-	frame := make([]byte, 5, 5+len(body))
-	binary.BigEndian.PutUint32(frame[:4], uint32(len(body)))
-	frame[4] = kind
-	frame = append(frame, body...)
-	if _, err := c.Write(frame); err != nil {
-		return false, err
+	size := 0
+	for _, p := range parts {
+		size += len(p)
 	}
 	var hdr [5]byte
+	binary.BigEndian.PutUint32(hdr[:4], uint32(size))
+	hdr[4] = kind
+	// One writev: the shard is not copied into a frame buffer. (Empty
+	// parts are left out: on a net.Pipe an empty write waits for a read.)
+	bufs := net.Buffers{hdr[:]}
+	for _, p := range parts {
+		if len(p) > 0 {
+			bufs = append(bufs, p)
+		}
+	}
+	if _, err := bufs.WriteTo(c.Conn); err != nil {
+		return nil, false, err
+	}
 	if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
-		return false, err
+		return nil, false, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:4])
 	if n > maxErrorFrame {
-		return false, fmt.Errorf("answer frame of %d bytes, limit %d", n, maxErrorFrame)
+		return nil, false, fmt.Errorf("answer frame of %d bytes, limit %d", n, maxErrorFrame)
 	}
 	payload := make([]byte, n)
 	if _, err := io.ReadFull(c.br, payload); err != nil {
-		return false, err
+		return nil, false, err
 	}
 	switch hdr[4] {
 	case statusOK:
-		return true, nil
+		return payload, true, nil
 	case statusError:
-		return true, fmt.Errorf("peer: %s", payload)
+		return nil, true, peerFrameError(payload)
 	default:
-		return false, fmt.Errorf("answer with unknown status %d", hdr[4])
+		return nil, false, fmt.Errorf("answer with unknown status %d", hdr[4])
 	}
 }

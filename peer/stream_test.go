@@ -5,21 +5,25 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/reefproject/reef/addr"
+	"github.com/reefproject/reef/store"
 )
 
 // framePair serves frames with handle on one end of a pipe and returns
 // the client end.
-func framePair(t *testing.T, handle func(kind byte, body []byte) error) *streamConn {
+func framePair(t *testing.T, handle func(kind byte, body []byte) ([]byte, error)) *streamConn {
 	t.Helper()
 	cli, srv := net.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		serveFrames(srv, bufio.NewReader(srv), bufio.NewWriter(srv), handle)
+		serveFrames(srv, bufio.NewReader(srv), bufio.NewWriter(srv), frameLimit, handle)
 		srv.Close()
 	}()
 	t.Cleanup(func() { cli.Close(); <-done })
@@ -28,15 +32,16 @@ func framePair(t *testing.T, handle func(kind byte, body []byte) error) *streamC
 
 func TestStreamFrames(t *testing.T) {
 	var got []string
-	c := framePair(t, func(kind byte, body []byte) error {
+	c := framePair(t, func(kind byte, body []byte) ([]byte, error) {
 		if kind != frameOps {
-			return errors.New("unknown frame kind")
+			// What a peer of an older version answers.
+			return nil, fmt.Errorf("unknown frame kind %d", kind)
 		}
 		if string(body) == "bad" {
-			return errors.New("malformed ops")
+			return nil, errors.New("malformed ops")
 		}
 		got = append(got, string(body))
-		return nil
+		return []byte("ok:" + string(body)), nil
 	})
 	ctx := context.Background()
 	tests := []struct {
@@ -45,18 +50,26 @@ func TestStreamFrames(t *testing.T) {
 		body     string
 		wantErr  string
 		answered bool
+		old      bool // the answer of a peer that does not know the kind
 	}{
-		{"ops", frameOps, "batch-1", "", true},
-		{"empty payload", frameOps, "", "", true},
-		{"handler error", frameOps, "bad", "malformed ops", true},
-		{"unknown kind", 9, "x", "unknown frame kind", true},
-		{"still usable after errors", frameOps, "batch-2", "", true},
+		{"ops", frameOps, "batch-1", "", true, false},
+		{"empty payload", frameOps, "", "", true, false},
+		{"handler error", frameOps, "bad", "malformed ops", true, false},
+		{"unknown kind", 9, "x", "unknown frame kind", true, true},
+		{"shard put to an old peer", frameShardPut, "x", "unknown frame kind", true, true},
+		{"still usable after errors", frameOps, "batch-2", "", true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			answered, err := c.call(ctx, tt.kind, []byte(tt.body))
+			answer, answered, err := c.call(ctx, tt.kind, [][]byte{[]byte(tt.body)})
 			if answered != tt.answered {
 				t.Errorf("answered = %v, want %v", answered, tt.answered)
+			}
+			if got := unknownKind(tt.kind, err); got != tt.old {
+				t.Errorf("unknownKind = %v, want %v (err %v)", got, tt.old, err)
+			}
+			if err == nil && string(answer) != "ok:"+tt.body {
+				t.Errorf("answer %q, want %q", answer, "ok:"+tt.body)
 			}
 			if tt.wantErr == "" && err != nil {
 				t.Errorf("err = %v, want nil", err)
@@ -74,10 +87,24 @@ func TestStreamFrames(t *testing.T) {
 // An oversized frame is refused without reading (or allocating) it, and
 // the connection is closed.
 func TestStreamOversizedFrame(t *testing.T) {
-	c := framePair(t, func(byte, []byte) error { t.Error("handler called"); return nil })
+	for _, tt := range []struct {
+		name string
+		kind byte
+		size int64
+	}{
+		{"ops", frameOps, maxOpsBody + 1},
+		{"shard put", frameShardPut, shardHeaderSize + store.MaxShard + 1},
+		{"shard has", frameShardHas, shardHeaderSize + 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testOversized(t, tt.kind, tt.size) })
+	}
+}
+
+func testOversized(t *testing.T, kind byte, size int64) {
+	c := framePair(t, func(byte, []byte) ([]byte, error) { t.Error("handler called"); return nil, nil })
 	var hdr [5]byte
-	binary.BigEndian.PutUint32(hdr[:4], uint32(maxOpsBody+1))
-	hdr[4] = frameOps
+	binary.BigEndian.PutUint32(hdr[:4], uint32(size))
+	hdr[4] = kind
 	if _, err := c.Write(hdr[:]); err != nil {
 		t.Fatal(err)
 	}
@@ -116,10 +143,36 @@ func TestStreamBadAnswers(t *testing.T) {
 				srv.Close()
 			}()
 			c := &streamConn{Conn: cli, br: bufio.NewReader(cli)}
-			answered, err := c.call(context.Background(), frameOps, []byte("ops"))
+			_, answered, err := c.call(context.Background(), frameOps, [][]byte{[]byte("ops")})
 			if err == nil || answered {
 				t.Errorf("call = %v, %v; want an error and answered false", answered, err)
 			}
 		})
+	}
+}
+
+func TestShardFrameHeader(t *testing.T) {
+	k := store.ShardKey{Addr: addr.Sum([]byte("chunk")), Index: 5}
+	for _, lazy := range []bool{false, true} {
+		b := append(shardFrameHeader(k, lazy), "shard bytes"...)
+		gk, glazy, shard, err := parseShardFrame(b)
+		if err != nil || gk != k || glazy != lazy || string(shard) != "shard bytes" {
+			t.Errorf("lazy %v: round trip gave %v %v %q %v", lazy, gk, glazy, shard, err)
+		}
+	}
+	good := shardFrameHeader(k, true)
+	bad := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
+	for _, tt := range []struct {
+		name string
+		b    []byte
+	}{
+		{"empty", nil},
+		{"short", good[:shardHeaderSize-1]},
+		{"unknown flag", bad(func(b []byte) []byte { b[0] = 0x80; return b })},
+		{"index past 255", bad(func(b []byte) []byte { binary.BigEndian.PutUint16(b[1+addr.Size:], 256); return b })},
+	} {
+		if _, _, _, err := parseShardFrame(tt.b); err == nil {
+			t.Errorf("%s: parsed", tt.name)
+		}
 	}
 }
