@@ -47,6 +47,9 @@ type shardNet struct {
 	p       *Peer
 	client  *http.Client
 	streams streamPool // namespace pushes (stream.go)
+	// lookup finds a peer's data address: dataAddr, or a fixed table in
+	// tests and benchmarks that run without gossip.
+	lookup func(peer string) (string, error)
 }
 
 var _ store.Net = (*shardNet)(nil)
@@ -63,7 +66,9 @@ func newShardNet(p *Peer) *shardNet {
 		WriteBufferSize:       64 << 10,
 		ReadBufferSize:        64 << 10,
 	}
-	return &shardNet{p: p, client: &http.Client{Transport: tr}}
+	n := &shardNet{p: p, client: &http.Client{Transport: tr}}
+	n.lookup = n.dataAddr
+	return n
 }
 
 // dataAddr finds a member's data address in gossip.
@@ -85,7 +90,7 @@ func (n *shardNet) request(ctx context.Context, method, peer, path string, body 
 
 // requestAccept is request with an Accept header (none when accept is "").
 func (n *shardNet) requestAccept(ctx context.Context, method, peer, path string, body []byte, accept string) (*http.Response, error) {
-	hp, err := n.dataAddr(peer)
+	hp, err := n.lookup(peer)
 	if err != nil {
 		return nil, err
 	}
