@@ -369,8 +369,10 @@ func (s *Store) getBlob(ctx context.Context, e Entry) ([]byte, Entry, error) {
 	return plain, e, err
 }
 
+// open opens a fetched blob, in its own memory: the plaintext returned
+// shares blob's allocation, and blob is not usable afterwards.
 func (s *Store) open(e Entry, blob []byte) ([]byte, error) {
-	plain, err := s.cfg.Keys.Open(blob)
+	plain, err := s.cfg.Keys.OpenInPlace(blob)
 	if err != nil {
 		return nil, fmt.Errorf("store: chunk %s: %w: %w", e.Addr.Short(), ErrCorrupt, err)
 	}
