@@ -402,18 +402,32 @@ func (s *Store) view(fn func(txn *badger.Txn) error) (err error) {
 // wrapping ErrCorrupt (and no value). A missing key returns an error wrapping
 // ErrNotFound.
 func (s *Store) Get(ctx context.Context, key []byte) ([]byte, error) {
+	return s.GetTo(ctx, key, nil)
+}
+
+// GetTo is Get copying the value into dst's memory when it fits
+// (cap(dst) >= its length): the result is then dst[:len(value)], otherwise
+// a new slice. dst's old contents do not matter and it is not retained; on
+// an error its contents are undefined. It lets a caller reuse buffers.
+//
+// The value is copied out of badger before GetTo returns, never handed out
+// inside the read transaction: while it is read, badger holds its value-log
+// file's read lock, and the value-log writer takes that file's write lock to
+// finish it, so a caller that kept the transaction open (a slow network
+// write, say) could stall every write to the store.
+func (s *Store) GetTo(ctx context.Context, key, dst []byte) ([]byte, error) {
 	if err := s.enter(ctx); err != nil {
 		return nil, fmt.Errorf("blockstore: get %x: %w", key, err)
 	}
 	defer s.exit()
-	val, err := s.get(key)
+	val, err := s.get(key, dst)
 	if err != nil {
 		return nil, fmt.Errorf("blockstore: get %x: %w", key, err)
 	}
 	return val, nil
 }
 
-func (s *Store) get(key []byte) ([]byte, error) {
+func (s *Store) get(key, dst []byte) ([]byte, error) {
 	mkey, vkey := internalKey(nsMeta, key), internalKey(nsValue, key)
 	var val []byte
 	err := s.view(func(txn *badger.Txn) error {
@@ -429,7 +443,7 @@ func (s *Store) get(key []byte) ([]byte, error) {
 			// The record exists but the value does not: inconsistent store.
 			return fmt.Errorf("%w: value entry: %w", ErrCorrupt, err)
 		}
-		val, err = item.ValueCopy(nil)
+		val, err = item.ValueCopy(dst[:0])
 		if err != nil {
 			return fmt.Errorf("%w: read value: %w", ErrCorrupt, err)
 		}

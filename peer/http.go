@@ -143,7 +143,7 @@ func (p *Peer) handleGetShard(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusBadRequest, err)
 		return
 	}
-	b, err := p.getLocal(r.Context(), k)
+	b, err := p.getLocal(r.Context(), k, nil)
 	switch {
 	case errors.Is(err, store.ErrShardNotFound):
 		api.WriteError(w, http.StatusNotFound, err)

@@ -52,7 +52,7 @@ type shardNet struct {
 	lookup func(peer string) (string, error)
 }
 
-var _ store.Net = (*shardNet)(nil)
+var _ store.BufferedNet = (*shardNet)(nil)
 
 func newShardNet(p *Peer) *shardNet {
 	tr := &http.Transport{
@@ -154,8 +154,15 @@ func (n *shardNet) PutShard(ctx context.Context, peer string, k store.ShardKey, 
 }
 
 func (n *shardNet) GetShard(ctx context.Context, peer string, k store.ShardKey) ([]byte, error) {
+	return n.GetShardTo(ctx, peer, k, nil)
+}
+
+// GetShardTo implements store.BufferedNet: the body (or the local value) is
+// read into buf when it fits, so the store's recycled buffers spare the
+// allocation, and zeroing, of one per shard.
+func (n *shardNet) GetShardTo(ctx context.Context, peer string, k store.ShardKey, buf []byte) ([]byte, error) {
 	if peer == n.p.id {
-		return n.p.getLocal(ctx, k)
+		return n.p.getLocal(ctx, k, buf)
 	}
 	ctx, cancel := context.WithTimeout(ctx, shardTimeout)
 	defer cancel()
@@ -174,7 +181,7 @@ func (n *shardNet) GetShard(ctx context.Context, peer string, k store.ShardKey) 
 	if resp.ContentLength > store.MaxShard {
 		return nil, fmt.Errorf("shard of %d bytes exceeds the %d-byte limit", resp.ContentLength, store.MaxShard)
 	}
-	return readBounded(resp.Body, resp.ContentLength, store.MaxShard)
+	return readBounded(resp.Body, resp.ContentLength, store.MaxShard, buf)
 }
 
 func (n *shardNet) ListShards(ctx context.Context, peer string, a addr.Addr) ([]int, error) {
@@ -199,10 +206,15 @@ func (n *shardNet) ListShards(ctx context.Context, peer string, a addr.Addr) ([]
 }
 
 // readBounded reads a body of the announced length (or up to max when
-// unknown), never more than max.
-func readBounded(r io.Reader, n, max int64) ([]byte, error) {
+// unknown), never more than max, into buf when it fits.
+func readBounded(r io.Reader, n, max int64, buf []byte) ([]byte, error) {
 	if n >= 0 {
-		b := make([]byte, n)
+		b := buf[:0]
+		if int64(cap(b)) >= n {
+			b = b[:n]
+		} else {
+			b = make([]byte, n)
+		}
 		if _, err := io.ReadFull(r, b); err != nil {
 			return nil, fmt.Errorf("short body: %w", err)
 		}
@@ -264,8 +276,9 @@ func (p *Peer) storeLocal(ctx context.Context, key, shard []byte) (bool, error) 
 	return true, nil
 }
 
-func (p *Peer) getLocal(ctx context.Context, k store.ShardKey) ([]byte, error) {
-	b, err := p.bs.Get(ctx, shardKey(k))
+// getLocal reads a local shard, into buf when it fits (nil: a new slice).
+func (p *Peer) getLocal(ctx context.Context, k store.ShardKey, buf []byte) ([]byte, error) {
+	b, err := p.bs.GetTo(ctx, shardKey(k), buf)
 	if errors.Is(err, blockstore.ErrNotFound) {
 		return nil, store.ErrShardNotFound
 	}

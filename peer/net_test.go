@@ -91,6 +91,32 @@ func TestGetShardHTTP(t *testing.T) {
 	if _, err := sp.net.GetShard(ctx, "server", store.ShardKey{Addr: a, Index: 2}); !errors.Is(err, store.ErrShardNotFound) {
 		t.Errorf("GetShard of a missing shard: err = %v, want ErrShardNotFound", err)
 	}
+	// GetShardTo, remote and local (the server's own shardNet), reads into
+	// the buffer when it fits.
+	local := newShardNet(sp.server)
+	for _, tc := range []struct {
+		name    string
+		net     *shardNet
+		peer    string
+		buf     []byte
+		inPlace bool
+	}{
+		{"remote, nil", sp.net, "server", nil, false},
+		{"remote, too small", sp.net, "server", make([]byte, 100), false},
+		{"remote, fits", sp.net, "server", bytes.Repeat([]byte{1}, len(shards[1])+1000), true},
+		{"local, too small", local, "server", make([]byte, 0, 100), false},
+		{"local, fits", local, "server", make([]byte, 0, len(shards[1])), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.net.GetShardTo(ctx, tc.peer, k, tc.buf)
+			if err != nil || !bytes.Equal(got, shards[1]) {
+				t.Fatalf("GetShardTo = %d bytes, %v; want the %d bytes stored", len(got), err, len(shards[1]))
+			}
+			if inPlace := cap(tc.buf) > 0 && &got[0] == &tc.buf[:1][0]; inPlace != tc.inPlace {
+				t.Errorf("result in buf's memory: %v, want %v", inPlace, tc.inPlace)
+			}
+		})
+	}
 }
 
 // BenchmarkGetShard is one shard read over loopback HTTP: the serving peer's
@@ -107,12 +133,20 @@ func BenchmarkGetShard(b *testing.B) {
 	if _, err := sp.net.GetShard(ctx, "server", k); err != nil { // warm up
 		b.Fatal(err)
 	}
+	// Read as the store does: into a recycled buffer when the Net can.
+	get := func() error { _, err := sp.net.GetShard(ctx, "server", k); return err }
+	if bn, ok := any(sp.net).(interface {
+		GetShardTo(context.Context, string, store.ShardKey, []byte) ([]byte, error)
+	}); ok {
+		buf := make([]byte, len(shards[0]))
+		get = func() error { _, err := bn.GetShardTo(ctx, "server", k, buf); return err }
+	}
 	b.SetBytes(int64(len(shards[0])))
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu := cpuTime()
 	for b.Loop() {
-		if _, err := sp.net.GetShard(ctx, "server", k); err != nil {
+		if err := get(); err != nil {
 			b.Fatal(err)
 		}
 	}

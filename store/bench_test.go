@@ -67,6 +67,26 @@ func (n benchNet) GetShard(ctx context.Context, peer string, k ShardKey) ([]byte
 	return b, nil
 }
 
+// GetShardTo implements BufferedNet: the body is read into buf when it
+// fits, as the peer's client does.
+func (n benchNet) GetShardTo(ctx context.Context, peer string, k ShardKey, buf []byte) ([]byte, error) {
+	n.mu.Lock()
+	src, ok := n.data[peer][k]
+	n.mu.Unlock()
+	if !ok {
+		return nil, ErrShardNotFound
+	}
+	b := buf[:cap(buf)]
+	if len(b) < len(src) {
+		b = make([]byte, len(src))
+	}
+	b = b[:len(src)]
+	if _, err := io.ReadFull(bytes.NewReader(src), b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // benchFile stores size random bytes with the default chunking (1 MiB
 // average chunks) on an in-memory 6-peer cluster, k=4 m=2, and returns a
 // store that reads through benchNet, and the file's address.

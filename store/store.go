@@ -16,6 +16,7 @@ import (
 	"github.com/reefproject/reef/chunker"
 	"github.com/reefproject/reef/crypt"
 	"github.com/reefproject/reef/erasure"
+	"github.com/reefproject/reef/internal/bufpool"
 	"github.com/reefproject/reef/placement"
 )
 
@@ -60,6 +61,18 @@ type Net interface {
 	ListShards(ctx context.Context, peer string, a addr.Addr) ([]int, error)
 }
 
+// BufferedNet is a Net that can read a shard into a buffer the caller
+// gives. A Store whose Net has it reads data shards into recycled buffers
+// instead of a new (zeroed) one per shard.
+type BufferedNet interface {
+	Net
+	// GetShardTo is GetShard reading into buf's memory: when the shard fits
+	// in cap(buf) the result is buf[:len(shard)], otherwise a new slice.
+	// buf's old contents do not matter, and buf is not retained after
+	// GetShardTo returns.
+	GetShardTo(ctx context.Context, peer string, key ShardKey, buf []byte) ([]byte, error)
+}
+
 // Config configures a Store.
 type Config struct {
 	Keys        *crypt.Keys
@@ -93,8 +106,11 @@ type Store struct {
 	blobs     sync.Pool
 	shardBufs sync.Pool
 	bufMax    int
-	log       *slog.Logger
-	cache     *readCache
+	// fetched holds shard buffers of reads: a shard is dead once decoded
+	// (Decode copies what it keeps), so its buffer serves the next read.
+	fetched bufpool.Pool
+	log     *slog.Logger
+	cache   *readCache
 }
 
 // shardFetchBudget bounds a background read-ahead.
@@ -357,7 +373,7 @@ func (s *Store) GetBlob(ctx context.Context, e Entry) ([]byte, error) {
 
 // getBlob is GetBlob that also returns the entry with the coding filled in.
 func (s *Store) getBlob(ctx context.Context, e Entry) ([]byte, Entry, error) {
-	blob, k, m, err := s.fetchStripe(ctx, e.Addr, e.K, e.M)
+	blob, k, m, err := s.fetchStripe(ctx, e.Addr, e.K, e.M, shardSize(e))
 	if err != nil {
 		return nil, e, err
 	}
@@ -380,6 +396,40 @@ func (s *Store) open(e Entry, blob []byte) ([]byte, error) {
 		return nil, fmt.Errorf("store: chunk %s: %w: %d bytes, manifest says %d", e.Addr.Short(), ErrCorrupt, len(plain), e.Length)
 	}
 	return plain, nil
+}
+
+// shardSize is the length of each shard of data chunk e, or 0 when it is
+// not known: the coding is unknown, or e is an indirect manifest (whose
+// Length is the bytes of file it covers, not its own), which the bound
+// weeds out since only files of more than 65,536 chunks have them. Only a
+// hint for buffer sizes: a wrong one costs an allocation, nothing else.
+func shardSize(e Entry) int {
+	if e.K <= 0 || e.Length < 0 || e.Length > MaxBlob {
+		return 0
+	}
+	return erasure.HeaderSize + int((e.Length+crypt.Overhead+int64(e.K)-1)/int64(e.K))
+}
+
+// recycle gives a shard buffer that is no longer used back for reads.
+func (s *Store) recycle(shard []byte) {
+	if shard != nil {
+		s.fetched.Put(shard)
+	}
+}
+
+// getShard reads one shard, into a recycled buffer of size bytes when the
+// Net can and size is known.
+func (s *Store) getShard(ctx context.Context, peer string, key ShardKey, size int) ([]byte, error) {
+	bn, ok := s.cfg.Net.(BufferedNet)
+	if !ok || size <= 0 {
+		return s.cfg.Net.GetShard(ctx, peer, key)
+	}
+	buf := s.fetched.Get(size)
+	sh, err := bn.GetShardTo(ctx, peer, key, buf)
+	if err != nil || cap(sh) == 0 || &sh[:1][0] != &buf[:1][0] {
+		s.fetched.Put(buf) // not used for the result
+	}
+	return sh, err
 }
 
 // ShardsError says how many shards of a chunk could be found.
@@ -423,7 +473,9 @@ type getResult struct {
 }
 
 // fetchStripe gathers k shards of a, decodes them and checks the result
-// against the address.
+// against the address. size is the expected length of each shard, 0 if
+// unknown; shards are read into recycled buffers, which go back once the
+// blob is decoded.
 //
 // A shard's header is checked when it arrives, but its payload checksum
 // only once a decoded blob fails its address check: BLAKE3 of the blob
@@ -434,7 +486,7 @@ type getResult struct {
 // replaced by others, which are then verified as they arrive: the same
 // outcome as checking each shard first, with the checks paid for only when
 // something is wrong.
-func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte, int, int, error) {
+func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m, size int) ([]byte, int, int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	live := s.cfg.Members()
@@ -462,10 +514,11 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte,
 			tried[c] = true
 			inflight++
 			go func() {
-				sh, err := s.cfg.Net.GetShard(ctx, c.peer, ShardKey{a, c.index})
+				sh, err := s.getShard(ctx, c.peer, ShardKey{a, c.index}, size)
 				select {
 				case results <- getResult{c, sh, err}:
 				case <-ctx.Done():
+					s.recycle(sh) // nobody else saw it
 				}
 			}()
 			return true
@@ -527,8 +580,12 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte,
 					}
 				} else if h, err := check(r.shard); err != nil {
 					causes = append(causes, fmt.Sprintf("%s: shard %d: %v", r.c.peer, r.c.index, err))
+					s.recycle(r.shard)
 				} else if h.Index != r.c.index || (k != 0 && (h.K != k || h.M != m)) {
 					causes = append(causes, fmt.Sprintf("%s: shard %d: header says %d/%d+%d", r.c.peer, r.c.index, h.Index, h.K, h.M))
+					s.recycle(r.shard)
+				} else if got[r.c.index] != nil {
+					s.recycle(r.shard) // two requests for one index both answered
 				} else {
 					if k == 0 {
 						k, m = h.K, h.M
@@ -561,7 +618,16 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte,
 		if err != nil {
 			return nil, 0, 0, fmt.Errorf("store: chunk %s: %w", a.Short(), err)
 		}
-		if addr.Sum(blob) == a {
+		// blob is a copy, so the shards are dead once the address check
+		// has passed, or has failed for good; after a first failure they
+		// are kept to be verified below.
+		ok := addr.Sum(blob) == a
+		if ok || verify {
+			for _, sh := range got {
+				s.recycle(sh)
+			}
+		}
+		if ok {
 			return blob, k, m, nil
 		}
 		if verify {
@@ -576,10 +642,14 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m int) ([]byte,
 			if _, err := erasure.Verify(sh); err != nil {
 				causes = append(causes, fmt.Sprintf("%s: shard %d: %v", from[i], i, err))
 				delete(got, i)
+				s.recycle(sh)
 				bad++
 			}
 		}
 		if bad == 0 {
+			for _, sh := range got {
+				s.recycle(sh)
+			}
 			return nil, 0, 0, fmt.Errorf("store: chunk %s: %w: decoded bytes do not match the address", a.Short(), ErrCorrupt)
 		}
 		s.log.Warn("corrupt shards dropped after a failed address check", "chunk", a.Short(), "bad", bad)
@@ -663,7 +733,7 @@ func (s *Store) rootEntry(ctx context.Context, a addr.Addr) (manifest, Entry, er
 // Rebuild reads stripe e (any k shards) and returns all k+m shards, encoded
 // again: byte-identical to the originals, since encoding is deterministic.
 func (s *Store) Rebuild(ctx context.Context, e Entry) ([][]byte, error) {
-	blob, k, m, err := s.fetchStripe(ctx, e.Addr, e.K, e.M)
+	blob, k, m, err := s.fetchStripe(ctx, e.Addr, e.K, e.M, shardSize(e))
 	if err != nil {
 		return nil, err
 	}

@@ -87,6 +87,26 @@ func (n *fakeNet) GetShard(ctx context.Context, peer string, k ShardKey) ([]byte
 	return bytes.Clone(b), nil
 }
 
+// GetShardTo implements BufferedNet.
+func (n *fakeNet) GetShardTo(ctx context.Context, peer string, k ShardKey, buf []byte) ([]byte, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.gets++
+	if n.down[peer] {
+		return nil, errors.New("connection refused")
+	}
+	b, ok := n.data[peer][k]
+	if !ok {
+		return nil, ErrShardNotFound
+	}
+	if cap(buf) < len(b) {
+		return bytes.Clone(b), nil
+	}
+	return append(buf[:0], b...), nil
+}
+
+var _ BufferedNet = (*fakeNet)(nil)
+
 func (n *fakeNet) ListShards(ctx context.Context, peer string, a addr.Addr) ([]int, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -491,30 +511,78 @@ func TestCorruptShards(t *testing.T) {
 			if tc.down >= 0 {
 				n.setDown(true, s.PlaceShards(e)[tc.down].ID)
 			}
-			n.mu.Lock()
-			before := n.gets
-			n.mu.Unlock()
-			got, err := newTestStore(t, n, 4, 2).GetBlob(ctx, e)
-			n.mu.Lock()
-			gets := n.gets - before
-			n.mu.Unlock()
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("GetBlob err = %v, want one saying %q", err, tc.err)
+			// Through the recycled buffers of a BufferedNet, and without.
+			for _, net := range []Net{n, plainNet{n}} {
+				n.mu.Lock()
+				before := n.gets
+				n.mu.Unlock()
+				r := newTestStore(t, n, 4, 2)
+				r.cfg.Net = net
+				got, err := r.GetBlob(ctx, e)
+				n.mu.Lock()
+				gets := n.gets - before
+				n.mu.Unlock()
+				if tc.err != "" {
+					if err == nil || !strings.Contains(err.Error(), tc.err) {
+						t.Fatalf("%T: GetBlob err = %v, want one saying %q", net, err, tc.err)
+					}
+					if strings.Contains(tc.err, "found") && (!errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "payload checksum")) {
+						t.Errorf("%T: GetBlob err = %v, want ErrUnavailable naming the bad checksums", net, err)
+					}
+					if strings.Contains(tc.err, "address") && !errors.Is(err, ErrCorrupt) {
+						t.Errorf("%T: GetBlob err = %v, want ErrCorrupt", net, err)
+					}
+					continue
 				}
-				if strings.Contains(tc.err, "found") && (!errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "payload checksum")) {
-					t.Errorf("GetBlob err = %v, want ErrUnavailable naming the bad checksums", err)
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("%T: GetBlob = %d bytes, %v; want the %d bytes stored", net, len(got), err, len(data))
 				}
-				if strings.Contains(tc.err, "address") && !errors.Is(err, ErrCorrupt) {
-					t.Errorf("GetBlob err = %v, want ErrCorrupt", err)
+				if tc.gets != 0 && gets != tc.gets {
+					t.Errorf("%T: GetBlob read %d shards, want %d", net, gets, tc.gets)
 				}
-				return
 			}
-			if err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("GetBlob = %d bytes, %v; want the %d bytes stored", len(got), err, len(data))
+		})
+	}
+}
+
+// plainNet hides fakeNet's GetShardTo: a Net that is not a BufferedNet.
+type plainNet struct{ Net }
+
+// TestReadBuffersNotShared: what a read returns is its own, though shard
+// buffers are recycled from one read to the next.
+func TestReadBuffersNotShared(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct{ k, m int }{{4, 2}, {2, 1}, {1, 1}} {
+		t.Run(fmt.Sprintf("k=%d,m=%d", c.k, c.m), func(t *testing.T) {
+			n := newFakeNet(6)
+			s := newTestStore(t, n, c.k, c.m)
+			data := randBytes(400<<10, 41)
+			a, _, err := s.PutFile(ctx, bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
 			}
-			if tc.gets != 0 && gets != tc.gets {
-				t.Errorf("GetBlob read %d shards, want %d", gets, tc.gets)
+			st, err := s.Stripes(ctx, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, want [][]byte
+			for _, e := range st[1:] {
+				b, err := s.GetBlob(ctx, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, want = append(got, b), append(want, bytes.Clone(b))
+			}
+			if len(got) < 3 {
+				t.Fatalf("%d chunks, want more", len(got))
+			}
+			if !bytes.Equal(bytes.Join(want, nil), data) {
+				t.Fatal("chunks read do not make the file")
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], want[i]) {
+					t.Errorf("chunk %d changed after later reads", i)
+				}
 			}
 		})
 	}
