@@ -397,16 +397,20 @@ func TestGetTo(t *testing.T) {
 		{"larger, old bytes", bytes.Repeat([]byte{0xff}, 2*len(val)), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := s.GetTo(ctx, []byte("k"), tc.dst)
+			asked := -1
+			got, err := s.GetTo(ctx, []byte("k"), func(n int) []byte { asked = n; return tc.dst })
 			if err != nil || !bytes.Equal(got, val) {
 				t.Fatalf("GetTo = %d bytes, %v; want the %d bytes stored", len(got), err, len(val))
 			}
 			if inPlace := cap(tc.dst) > 0 && &got[0] == &tc.dst[:1][0]; inPlace != tc.inPlace {
 				t.Errorf("result in dst's memory: %v, want %v", inPlace, tc.inPlace)
 			}
+			if asked != len(val) {
+				t.Errorf("buf was asked for %d bytes, want %d", asked, len(val))
+			}
 		})
 	}
-	if _, err := s.GetTo(ctx, []byte("missing"), make([]byte, 100)); !errors.Is(err, blockstore.ErrNotFound) {
+	if _, err := s.GetTo(ctx, []byte("missing"), func(int) []byte { return nil }); !errors.Is(err, blockstore.ErrNotFound) {
 		t.Errorf("GetTo(missing) = %v, want ErrNotFound", err)
 	}
 }

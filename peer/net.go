@@ -162,7 +162,7 @@ func (n *shardNet) GetShard(ctx context.Context, peer string, k store.ShardKey) 
 // allocation, and zeroing, of one per shard.
 func (n *shardNet) GetShardTo(ctx context.Context, peer string, k store.ShardKey, buf []byte) ([]byte, error) {
 	if peer == n.p.id {
-		return n.p.getLocal(ctx, k, buf)
+		return n.p.getLocal(ctx, k, func(int) []byte { return buf })
 	}
 	ctx, cancel := context.WithTimeout(ctx, shardTimeout)
 	defer cancel()
@@ -276,8 +276,9 @@ func (p *Peer) storeLocal(ctx context.Context, key, shard []byte) (bool, error) 
 	return true, nil
 }
 
-// getLocal reads a local shard, into buf when it fits (nil: a new slice).
-func (p *Peer) getLocal(ctx context.Context, k store.ShardKey, buf []byte) ([]byte, error) {
+// getLocal reads a local shard into the buffer buf returns for its length
+// when it fits (see blockstore.GetTo; nil: a new slice).
+func (p *Peer) getLocal(ctx context.Context, k store.ShardKey, buf func(n int) []byte) ([]byte, error) {
 	b, err := p.bs.GetTo(ctx, shardKey(k), buf)
 	if errors.Is(err, blockstore.ErrNotFound) {
 		return nil, store.ErrShardNotFound
