@@ -478,10 +478,12 @@ type getResult struct {
 // blob is decoded.
 //
 // A shard's header is checked when it arrives, but its payload checksum
-// only once a decoded blob fails its address check: BLAKE3 of the blob
-// covers every byte of the shards it was decoded from, so when it matches,
-// the k checksums (a pass over every shard, a tenth of a reading peer's CPU)
-// would only have said the same. When it does not match, every shard held is
+// only once a decoded blob fails its address check: a blob that matches its
+// BLAKE3 address is right, whatever the checksums of the shards it came
+// from would have said (a damaged byte the blob does not depend on, such as
+// the last data shard's padding, is left to scrub), and the k checksums
+// were a pass over every shard, a tenth of a reading peer's CPU. When the
+// address does not match, every shard held is
 // verified, the bad ones are dropped (and counted in the causes) and
 // replaced by others, which are then verified as they arrive: the same
 // outcome as checking each shard first, with the checks paid for only when
