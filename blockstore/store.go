@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -521,18 +522,35 @@ func (s *Store) view(fn func(txn *badger.Txn) error) (err error) {
 // wrapping ErrCorrupt (and no value). A missing key returns an error wrapping
 // ErrNotFound.
 func (s *Store) Get(ctx context.Context, key []byte) ([]byte, error) {
+	return s.GetTo(ctx, key, nil)
+}
+
+// GetTo is Get copying the value into a buffer of the caller's: buf, when
+// not nil, is called once, on the caller's goroutine, with the value's
+// length (from its index record, before the value is read, inside the
+// read transaction: it must not block), and returns the buffer to copy
+// into. When its capacity suffices the result is that
+// buffer's memory, otherwise a new slice. Its old contents do not matter;
+// on an error they are undefined. It lets a caller reuse buffers.
+//
+// The value is copied out of badger before GetTo returns, never handed out
+// inside the read transaction: while it is read, badger holds its value-log
+// file's read lock, and the value-log writer takes that file's write lock to
+// finish it, so a caller that kept the transaction open (a slow network
+// write, say) could stall every write to the store.
+func (s *Store) GetTo(ctx context.Context, key []byte, buf func(n int) []byte) ([]byte, error) {
 	if err := s.enter(ctx); err != nil {
 		return nil, fmt.Errorf("blockstore: get %x: %w", key, err)
 	}
 	defer s.exit()
-	val, err := s.get(key)
+	val, err := s.get(key, buf)
 	if err != nil {
 		return nil, fmt.Errorf("blockstore: get %x: %w", key, err)
 	}
 	return val, nil
 }
 
-func (s *Store) get(key []byte) ([]byte, error) {
+func (s *Store) get(key []byte, buf func(n int) []byte) ([]byte, error) {
 	mkey, vkey := internalKey(nsMeta, key), internalKey(nsValue, key)
 	var val []byte
 	err := s.view(func(txn *badger.Txn) error {
@@ -548,7 +566,11 @@ func (s *Store) get(key []byte) ([]byte, error) {
 			// The record exists but the value does not: inconsistent store.
 			return fmt.Errorf("%w: value entry: %w", ErrCorrupt, err)
 		}
-		val, err = item.ValueCopy(nil)
+		var dst []byte
+		if buf != nil && rec.size <= math.MaxInt32 {
+			dst = buf(int(rec.size))[:0]
+		}
+		val, err = item.ValueCopy(dst)
 		if err != nil {
 			return fmt.Errorf("%w: read value: %w", ErrCorrupt, err)
 		}

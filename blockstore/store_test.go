@@ -448,3 +448,40 @@ func TestSyncShared(t *testing.T) {
 		t.Fatalf("Sync returned with %d writes unsynced", n)
 	}
 }
+
+func TestGetTo(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	val := bytes.Repeat([]byte("shard"), 1000) // in the value log
+	if err := s.Put(ctx, []byte("k"), val); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		dst     []byte
+		inPlace bool
+	}{
+		{"nil", nil, false},
+		{"too small", make([]byte, 10, len(val)-1), false},
+		{"fits", make([]byte, 0, len(val)), true},
+		{"larger, old bytes", bytes.Repeat([]byte{0xff}, 2*len(val)), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			asked := -1
+			got, err := s.GetTo(ctx, []byte("k"), func(n int) []byte { asked = n; return tc.dst })
+			if err != nil || !bytes.Equal(got, val) {
+				t.Fatalf("GetTo = %d bytes, %v; want the %d bytes stored", len(got), err, len(val))
+			}
+			if inPlace := cap(tc.dst) > 0 && &got[0] == &tc.dst[:1][0]; inPlace != tc.inPlace {
+				t.Errorf("result in dst's memory: %v, want %v", inPlace, tc.inPlace)
+			}
+			if asked != len(val) {
+				t.Errorf("buf was asked for %d bytes, want %d", asked, len(val))
+			}
+		})
+	}
+	if _, err := s.GetTo(ctx, []byte("missing"), func(int) []byte { return nil }); !errors.Is(err, blockstore.ErrNotFound) {
+		t.Errorf("GetTo(missing) = %v, want ErrNotFound", err)
+	}
+}

@@ -236,12 +236,30 @@ func (k *Keys) SealRecord(dst, plaintext []byte) ([]byte, error) {
 
 // Open decrypts a blob made by Seal or SealRecord with the same volume
 // secret. The result is a new slice.
-func (k *Keys) Open(blob []byte) ([]byte, error) {
+func (k *Keys) Open(blob []byte) ([]byte, error) { return k.open(blob, false) }
+
+// OpenInPlace is Open decrypting in blob's own memory: the plaintext is a
+// sub-slice of blob, and blob's bytes are overwritten, also when it fails.
+// For a caller that has no use for the sealed bytes once opened (the store
+// after a read): a chunk-sized plaintext buffer, allocated and zeroed, was a
+// tenth of a reading peer's CPU.
+func (k *Keys) OpenInPlace(blob []byte) ([]byte, error) { return k.open(blob, true) }
+
+// open is Open; with inPlace the plaintext is written over the ciphertext
+// (which the AEAD interface allows when dst is ciphertext[:0]).
+func (k *Keys) open(blob []byte, inPlace bool) ([]byte, error) {
+	dst := func(ct []byte, n int) []byte {
+		if inPlace {
+			return ct[:0]
+		}
+		return make([]byte, 0, n)
+	}
 	if len(blob) > 0 && blob[0] == recordVersion {
 		if len(blob) < RecordOverhead {
 			return nil, fmt.Errorf("crypt: open: record of %d bytes is shorter than the %d-byte envelope: %w", len(blob), RecordOverhead, ErrDecrypt)
 		}
-		pt, err := k.record.Open(make([]byte, 0, len(blob)-RecordOverhead), blob[1:1+nonceSize], blob[1+nonceSize:], blob[:1])
+		ct := blob[1+nonceSize:]
+		pt, err := k.record.Open(dst(ct, len(blob)-RecordOverhead), blob[1:1+nonceSize], ct, blob[:1])
 		if err != nil {
 			return nil, fmt.Errorf("crypt: open: record fails authentication (another volume's key, or damaged): %w", ErrDecrypt)
 		}
@@ -263,7 +281,8 @@ func (k *Keys) Open(blob []byte) ([]byte, error) {
 		return nil, err
 	}
 	var zero [nonceSize]byte
-	pt, err := body.Open(make([]byte, 0, len(blob)-Overhead), zero[:], blob[hdrEnd:], blob[:1])
+	ct := blob[hdrEnd:]
+	pt, err := body.Open(dst(ct, len(blob)-Overhead), zero[:], ct, blob[:1])
 	if err != nil {
 		return nil, fmt.Errorf("crypt: open: body fails authentication: %w", ErrDecrypt)
 	}

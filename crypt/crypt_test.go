@@ -3,6 +3,7 @@ package crypt
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -74,7 +75,40 @@ func TestOpenRejects(t *testing.T) {
 			if _, err := tc.keys.Open(tc.blob); !errors.Is(err, ErrDecrypt) {
 				t.Errorf("Open = %v, want ErrDecrypt", err)
 			}
+			if _, err := tc.keys.OpenInPlace(bytes.Clone(tc.blob)); !errors.Is(err, ErrDecrypt) {
+				t.Errorf("OpenInPlace = %v, want ErrDecrypt", err)
+			}
 		})
+	}
+}
+
+// TestOpenInPlace: the plaintext is Open's, in the blob's memory.
+func TestOpenInPlace(t *testing.T) {
+	k := testKeys(t, 1)
+	for _, tc := range []struct {
+		name string
+		seal func([]byte) ([]byte, error)
+	}{
+		{"chunk", func(pt []byte) ([]byte, error) { return k.Seal(nil, pt) }},
+		{"record", func(pt []byte) ([]byte, error) { return k.SealRecord(nil, pt) }},
+	} {
+		for _, n := range []int{0, 1, 1000, 1 << 20} {
+			t.Run(fmt.Sprintf("%s,%d", tc.name, n), func(t *testing.T) {
+				pt := bytes.Repeat([]byte{0xa5}, n)
+				blob, err := tc.seal(pt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := k.OpenInPlace(blob)
+				if err != nil || !bytes.Equal(got, pt) {
+					t.Fatalf("OpenInPlace = %d bytes, %v; want the %d bytes sealed", len(got), err, n)
+				}
+				// A sub-slice of blob ends where blob's capacity does.
+				if g, b := got[:cap(got)], blob[:cap(blob)]; cap(got) == 0 || &g[len(g)-1] != &b[len(b)-1] {
+					t.Errorf("plaintext is not in the blob's memory")
+				}
+			})
+		}
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/reedsolomon"
+
+	"github.com/reefproject/reef/erasure"
 )
 
 const benchSize = 1 << 20
@@ -54,21 +56,29 @@ func BenchmarkDecode(b *testing.B) {
 }
 
 // BenchmarkDecodeAllData decodes with every data shard present: checksums and
-// concatenation only.
+// concatenation only (concatenation only for DecodeUnchecked).
 func BenchmarkDecodeAllData(b *testing.B) {
 	for _, p := range benchParams {
-		b.Run(fmt.Sprintf("k=%d,m=%d,1MiB", p.k, p.m), func(b *testing.B) {
-			c := mustNew(b, p.k, p.m)
-			shards := mustEncode(b, c, randBytes(1, benchSize))
-			b.SetBytes(benchSize)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if _, err := c.Decode(shards); err != nil {
-					b.Fatal(err)
+		for _, v := range []struct {
+			name   string
+			decode func(*erasure.Coder, [][]byte) ([]byte, error)
+		}{
+			{"", (*erasure.Coder).Decode},
+			{",unchecked", (*erasure.Coder).DecodeUnchecked},
+		} {
+			b.Run(fmt.Sprintf("k=%d,m=%d,1MiB%s", p.k, p.m, v.name), func(b *testing.B) {
+				c := mustNew(b, p.k, p.m)
+				shards := mustEncode(b, c, randBytes(1, benchSize))
+				b.SetBytes(benchSize)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					if _, err := v.decode(c, shards); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

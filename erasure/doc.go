@@ -68,4 +68,10 @@
 // the caller checks the decoded chunk against its cryptographic address. A
 // mismatch there means some shard that passed its checksum was forged; the
 // caller can retry with other subsets of shards or fetch more of them.
+//
+// Because that address check covers every byte, a caller that makes it can
+// skip the payload checksums on the common path: DecodeUnchecked checks the
+// headers only, and only when the decoded chunk fails its address check
+// does the caller Verify the shards to find the damaged ones and decode
+// again without them (what the store does on every read).
 package erasure

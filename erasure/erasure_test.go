@@ -598,3 +598,63 @@ func TestEncodeToReusedBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeUnchecked: headers are checked as in Decode, payloads are not.
+func TestDecodeUnchecked(t *testing.T) {
+	c := mustNew(t, 4, 2)
+	data := randBytes(21, 100_001)
+	shards := mustEncode(t, c, data)
+	flipped := bytes.Clone(data)
+	flipped[1] ^= 0x80 // what shard 0 with its payload byte 1 flipped holds
+	for _, tc := range []struct {
+		name    string
+		damage  func(s [][]byte) [][]byte
+		want    []byte // nil: an error
+		checked []byte // what Decode returns (nil: an error)
+	}{
+		{"intact", func(s [][]byte) [][]byte { return s }, data, data},
+		{"data payload flipped: used as it is", func(s [][]byte) [][]byte {
+			s[0][erasure.HeaderSize+1] ^= 0x80
+			return s
+		}, flipped, data},
+		{"data shard missing: rebuilt from parity", func(s [][]byte) [][]byte { s[2] = nil; return s }, data, data},
+		{"data header flipped: counts as missing", func(s [][]byte) [][]byte { s[1][offsetIndex] ^= 1; return s }, data, data},
+		{"payload checksum field wrong: not looked at", func(s [][]byte) [][]byte {
+			s[3][20] ^= 1 // payloadCRC, which the header checksum covers too
+			fixHeaderCRC(s[3])
+			return s
+		}, data, data},
+		{"too few headers fine", func(s [][]byte) [][]byte {
+			s[0][0] ^= 1
+			s[4] = nil
+			s[5] = s[5][:len(s[5])-1]
+			return s
+		}, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := tc.damage(cloneShards(shards))
+			got, err := c.DecodeUnchecked(bad)
+			switch {
+			case tc.want == nil && err == nil:
+				t.Errorf("DecodeUnchecked = %d bytes, want an error", len(got))
+			case tc.want != nil && (err != nil || !bytes.Equal(got, tc.want)):
+				t.Errorf("DecodeUnchecked = %d bytes, %v; want the %d bytes expected", len(got), err, len(tc.want))
+			}
+			got, err = c.Decode(bad)
+			switch {
+			case tc.checked == nil && err == nil:
+				t.Errorf("Decode = %d bytes, want an error", len(got))
+			case tc.checked != nil && (err != nil || !bytes.Equal(got, tc.checked)):
+				t.Errorf("Decode = %d bytes, %v; want the original", len(got), err)
+			}
+		})
+	}
+}
+
+// offsetIndex is the offset of the index field in a shard header.
+const offsetIndex = 8
+
+// fixHeaderCRC recomputes a shard's header checksum after a header edit.
+func fixHeaderCRC(shard []byte) {
+	binary.LittleEndian.PutUint32(shard[24:], crc32c(shard[:24]))
+}

@@ -148,7 +148,9 @@ func (p *Peer) handleGetShard(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusBadRequest, err)
 		return
 	}
-	b, err := p.getLocal(r.Context(), k)
+	// The value is copied into a recycled buffer, given back once written:
+	// net/http keeps nothing of it after Write returns.
+	b, err := p.getLocal(r.Context(), k, p.served.Get)
 	switch {
 	case errors.Is(err, store.ErrShardNotFound):
 		api.WriteError(w, http.StatusNotFound, err)
@@ -162,6 +164,7 @@ func (p *Peer) handleGetShard(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Write(b)
+	p.served.Put(b)
 }
 
 func (p *Peer) handleListShards(w http.ResponseWriter, r *http.Request) {

@@ -47,9 +47,12 @@ type shardNet struct {
 	p       *Peer
 	client  *http.Client
 	streams streamPool // namespace pushes (stream.go)
+	// lookup finds a peer's data address: dataAddr, or a fixed table in
+	// tests and benchmarks that run without gossip.
+	lookup func(peer string) (string, error)
 }
 
-var _ store.Net = (*shardNet)(nil)
+var _ store.BufferedNet = (*shardNet)(nil)
 
 func newShardNet(p *Peer) *shardNet {
 	tr := &http.Transport{
@@ -63,7 +66,9 @@ func newShardNet(p *Peer) *shardNet {
 		WriteBufferSize:       64 << 10,
 		ReadBufferSize:        64 << 10,
 	}
-	return &shardNet{p: p, client: &http.Client{Transport: tr}}
+	n := &shardNet{p: p, client: &http.Client{Transport: tr}}
+	n.lookup = n.dataAddr
+	return n
 }
 
 // dataAddr finds a member's data address in gossip.
@@ -85,7 +90,7 @@ func (n *shardNet) request(ctx context.Context, method, peer, path string, body 
 
 // requestAccept is request with an Accept header (none when accept is "").
 func (n *shardNet) requestAccept(ctx context.Context, method, peer, path string, body []byte, accept string) (*http.Response, error) {
-	hp, err := n.dataAddr(peer)
+	hp, err := n.lookup(peer)
 	if err != nil {
 		return nil, err
 	}
@@ -180,8 +185,15 @@ func (n *shardNet) putShard(ctx context.Context, peer string, k store.ShardKey, 
 }
 
 func (n *shardNet) GetShard(ctx context.Context, peer string, k store.ShardKey) ([]byte, error) {
+	return n.GetShardTo(ctx, peer, k, nil)
+}
+
+// GetShardTo implements store.BufferedNet: the body (or the local value) is
+// read into buf when it fits, so the store's recycled buffers spare the
+// allocation, and zeroing, of one per shard.
+func (n *shardNet) GetShardTo(ctx context.Context, peer string, k store.ShardKey, buf []byte) ([]byte, error) {
 	if peer == n.p.id {
-		return n.p.getLocal(ctx, k)
+		return n.p.getLocal(ctx, k, func(int) []byte { return buf })
 	}
 	ctx, cancel := context.WithTimeout(ctx, shardTimeout)
 	defer cancel()
@@ -200,7 +212,7 @@ func (n *shardNet) GetShard(ctx context.Context, peer string, k store.ShardKey) 
 	if resp.ContentLength > store.MaxShard {
 		return nil, fmt.Errorf("shard of %d bytes exceeds the %d-byte limit", resp.ContentLength, store.MaxShard)
 	}
-	return readBounded(resp.Body, resp.ContentLength, store.MaxShard)
+	return readBounded(resp.Body, resp.ContentLength, store.MaxShard, buf)
 }
 
 func (n *shardNet) ListShards(ctx context.Context, peer string, a addr.Addr) ([]int, error) {
@@ -225,10 +237,15 @@ func (n *shardNet) ListShards(ctx context.Context, peer string, a addr.Addr) ([]
 }
 
 // readBounded reads a body of the announced length (or up to max when
-// unknown), never more than max.
-func readBounded(r io.Reader, n, max int64) ([]byte, error) {
+// unknown), never more than max, into buf when it fits.
+func readBounded(r io.Reader, n, max int64, buf []byte) ([]byte, error) {
 	if n >= 0 {
-		b := make([]byte, n)
+		b := buf[:0]
+		if int64(cap(b)) >= n {
+			b = b[:n]
+		} else {
+			b = make([]byte, n)
+		}
 		if _, err := io.ReadFull(r, b); err != nil {
 			return nil, fmt.Errorf("short body: %w", err)
 		}
@@ -306,8 +323,10 @@ func (p *Peer) storeLocal(ctx context.Context, key, shard []byte, lazy bool) (bo
 	return true, nil
 }
 
-func (p *Peer) getLocal(ctx context.Context, k store.ShardKey) ([]byte, error) {
-	b, err := p.bs.Get(ctx, shardKey(k))
+// getLocal reads a local shard into the buffer buf returns for its length
+// when it fits (see blockstore.GetTo; nil: a new slice).
+func (p *Peer) getLocal(ctx context.Context, k store.ShardKey, buf func(n int) []byte) ([]byte, error) {
+	b, err := p.bs.GetTo(ctx, shardKey(k), buf)
 	if errors.Is(err, blockstore.ErrNotFound) {
 		return nil, store.ErrShardNotFound
 	}

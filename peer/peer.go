@@ -30,6 +30,7 @@ import (
 	"github.com/reefproject/reef/chunker"
 	"github.com/reefproject/reef/crypt"
 	"github.com/reefproject/reef/fs"
+	"github.com/reefproject/reef/internal/bufpool"
 	"github.com/reefproject/reef/membership"
 	"github.com/reefproject/reef/metrics"
 	"github.com/reefproject/reef/namespace"
@@ -81,8 +82,9 @@ type Peer struct {
 	repl    *replicator
 	maint   *maint
 	metrics *metrics.Metrics
-	streams streamSet // connections served as streams (stream.go)
-	inbox   *inbox    // pushed namespace ops (inbox.go)
+	streams streamSet    // connections served as streams (stream.go)
+	served  bufpool.Pool // buffers of shards being served (handleGetShard)
+	inbox   *inbox       // pushed namespace ops (inbox.go)
 	mount   *fs.Mount
 
 	stop      chan struct{}

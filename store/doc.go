@@ -26,7 +26,11 @@
 // parity shard's holder, a holder that is slow (Config.HedgeAfter) gets a
 // parallel hedge request, and when the placement holders are exhausted every
 // live peer is asked which shards it has (shards may sit elsewhere after
-// membership changed). Every shard's checksum is verified, the blob is decoded
-// only when a data shard is missing, its address is verified, then it is
-// opened. Files stream out in order with several chunks fetched ahead.
+// membership changed). Every shard's header is checked as it arrives; the
+// blob is joined from the data shards (decoded only when one is missing),
+// its address is verified, then it is opened in place. Shard payload
+// checksums are checked only when the address check fails: then the bad
+// shards are dropped and replaced, and the blob is decoded again. Shards
+// are read into recycled buffers when the Net is a BufferedNet. Files
+// stream out in order with several chunks fetched ahead.
 package store

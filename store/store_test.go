@@ -3,8 +3,10 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/reefproject/reef/addr"
 	"github.com/reefproject/reef/chunker"
 	"github.com/reefproject/reef/crypt"
+	"github.com/reefproject/reef/erasure"
 	"github.com/reefproject/reef/placement"
 )
 
@@ -83,6 +86,26 @@ func (n *fakeNet) GetShard(ctx context.Context, peer string, k ShardKey) ([]byte
 	}
 	return bytes.Clone(b), nil
 }
+
+// GetShardTo implements BufferedNet.
+func (n *fakeNet) GetShardTo(ctx context.Context, peer string, k ShardKey, buf []byte) ([]byte, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.gets++
+	if n.down[peer] {
+		return nil, errors.New("connection refused")
+	}
+	b, ok := n.data[peer][k]
+	if !ok {
+		return nil, ErrShardNotFound
+	}
+	if cap(buf) < len(b) {
+		return bytes.Clone(b), nil
+	}
+	return append(buf[:0], b...), nil
+}
+
+var _ BufferedNet = (*fakeNet)(nil)
 
 func (n *fakeNet) ListShards(ctx context.Context, peer string, a addr.Addr) ([]int, error) {
 	n.mu.Lock()
@@ -411,6 +434,155 @@ func TestUploadOneRound(t *testing.T) {
 			var out bytes.Buffer
 			if _, err := s0.WriteFile(ctx, a, &out); err != nil || !bytes.Equal(out.Bytes(), tc.data) {
 				t.Fatalf("read back: %v", err)
+			}
+		})
+	}
+}
+
+// damage applies f to every stored copy of shard key.
+func (n *fakeNet) damage(key ShardKey, f func(shard []byte) []byte) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, m := range n.data {
+		if b, ok := m[key]; ok {
+			m[key] = f(b)
+		}
+	}
+}
+
+// flipPayload flips a bit in a shard's payload, leaving its header (and
+// the payload checksum the header holds) as it was.
+func flipPayload(b []byte) []byte { b[erasure.HeaderSize+7] ^= 0x10; return b }
+
+// forge flips a bit in the payload and recomputes both checksums, as someone
+// who wants the shard to pass its checks would.
+func forge(b []byte) []byte {
+	b = flipPayload(b)
+	crc := func(p []byte) uint32 { return crc32.Checksum(p, crc32.MakeTable(crc32.Castagnoli)) }
+	binary.LittleEndian.PutUint32(b[20:], crc(b[erasure.HeaderSize:]))
+	binary.LittleEndian.PutUint32(b[24:], crc(b[:24]))
+	return b
+}
+
+// TestCorruptShards: damaged shards of a data chunk are found and read
+// around as long as k good ones remain; a damaged payload is found only
+// once the decoded chunk fails its address check.
+func TestCorruptShards(t *testing.T) {
+	ctx := context.Background()
+	data := randBytes(3000, 31) // one chunk
+	for _, tc := range []struct {
+		name   string
+		damage map[int]func([]byte) []byte
+		down   int // index of a shard whose holder is down, or -1
+		gets   int // shard reads of the chunk, 0: not checked
+		err    string
+	}{
+		{"intact", nil, -1, 4, ""},
+		{"data payload flipped, header intact", map[int]func([]byte) []byte{1: flipPayload}, -1, 5, ""},
+		{"two data payloads flipped", map[int]func([]byte) []byte{0: flipPayload, 3: flipPayload}, -1, 6, ""},
+		{"data header flipped", map[int]func([]byte) []byte{2: func(b []byte) []byte { b[10] ^= 1; return b }}, -1, 5, ""},
+		{"payload checksum field wrong, payload intact: not looked at", map[int]func([]byte) []byte{0: func(b []byte) []byte {
+			b[20] ^= 1
+			binary.LittleEndian.PutUint32(b[24:], crc32.Checksum(b[:24], crc32.MakeTable(crc32.Castagnoli)))
+			return b
+		}}, -1, 4, ""},
+		{"parity payload flipped, a data shard's holder down", map[int]func([]byte) []byte{4: flipPayload}, 0, 0, ""},
+		{"three payloads flipped", map[int]func([]byte) []byte{0: flipPayload, 1: flipPayload, 5: flipPayload}, -1, 0,
+			"found 3 of 6 shards, need 4"},
+		{"two payloads flipped, a holder down", map[int]func([]byte) []byte{1: flipPayload, 4: flipPayload}, 2, 0,
+			"found 3 of 6 shards, need 4"},
+		{"forged with valid checksums", map[int]func([]byte) []byte{3: forge}, -1, 0, "do not match the address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newFakeNet(6)
+			s := newTestStore(t, n, 4, 2)
+			a, _, err := s.PutFile(ctx, bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := s.Stripes(ctx, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := st[len(st)-1] // the data chunk
+			for i, f := range tc.damage {
+				n.damage(ShardKey{e.Addr, i}, f)
+			}
+			if tc.down >= 0 {
+				n.setDown(true, s.PlaceShards(e)[tc.down].ID)
+			}
+			// Through the recycled buffers of a BufferedNet, and without.
+			for _, net := range []Net{n, plainNet{n}} {
+				n.mu.Lock()
+				before := n.gets
+				n.mu.Unlock()
+				r := newTestStore(t, n, 4, 2)
+				r.cfg.Net = net
+				got, err := r.GetBlob(ctx, e)
+				n.mu.Lock()
+				gets := n.gets - before
+				n.mu.Unlock()
+				if tc.err != "" {
+					if err == nil || !strings.Contains(err.Error(), tc.err) {
+						t.Fatalf("%T: GetBlob err = %v, want one saying %q", net, err, tc.err)
+					}
+					if strings.Contains(tc.err, "found") && (!errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "payload checksum")) {
+						t.Errorf("%T: GetBlob err = %v, want ErrUnavailable naming the bad checksums", net, err)
+					}
+					if strings.Contains(tc.err, "address") && !errors.Is(err, ErrCorrupt) {
+						t.Errorf("%T: GetBlob err = %v, want ErrCorrupt", net, err)
+					}
+					continue
+				}
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("%T: GetBlob = %d bytes, %v; want the %d bytes stored", net, len(got), err, len(data))
+				}
+				if tc.gets != 0 && gets != tc.gets {
+					t.Errorf("%T: GetBlob read %d shards, want %d", net, gets, tc.gets)
+				}
+			}
+		})
+	}
+}
+
+// plainNet hides fakeNet's GetShardTo: a Net that is not a BufferedNet.
+type plainNet struct{ Net }
+
+// TestReadBuffersNotShared: what a read returns is its own, though shard
+// buffers are recycled from one read to the next.
+func TestReadBuffersNotShared(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct{ k, m int }{{4, 2}, {2, 1}, {1, 1}} {
+		t.Run(fmt.Sprintf("k=%d,m=%d", c.k, c.m), func(t *testing.T) {
+			n := newFakeNet(6)
+			s := newTestStore(t, n, c.k, c.m)
+			data := randBytes(400<<10, 41)
+			a, _, err := s.PutFile(ctx, bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := s.Stripes(ctx, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, want [][]byte
+			for _, e := range st[1:] {
+				b, err := s.GetBlob(ctx, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, want = append(got, b), append(want, bytes.Clone(b))
+			}
+			if len(got) < 3 {
+				t.Fatalf("%d chunks, want more", len(got))
+			}
+			if !bytes.Equal(bytes.Join(want, nil), data) {
+				t.Fatal("chunks read do not make the file")
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], want[i]) {
+					t.Errorf("chunk %d changed after later reads", i)
+				}
 			}
 		})
 	}
