@@ -16,15 +16,15 @@ const syncBenchFiles = 10000
 // holding syncBenchFiles small files written through its API: one in four
 // has 8 KiB of inline content, the others 1 KiB (an untar of a source
 // tree). It returns the version vector of a peer missing the last
-// syncBatch (5000) ops.
-func openSyncBench(b *testing.B, dir string) (*Namespace, map[string]uint64) {
+// syncBatch (5000) ops. cache is Config.SyncCacheBytes.
+func openSyncBench(b *testing.B, dir string, cache int) (*Namespace, map[string]uint64) {
 	b.Helper()
 	keys, err := crypt.NewKeys(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		b.Fatal(err)
 	}
-	ns, err := Open(Config{Dir: dir, Peer: "a", LazySync: true,
-		Seal: func(p []byte) ([]byte, error) { return keys.SealRecord(nil, p) }, Open: keys.Open})
+	ns, err := Open(Config{Dir: dir, Peer: "a", LazySync: true, SyncCacheBytes: cache,
+		Seal: func(p []byte) ([]byte, error) { return keys.SealRecord(nil, p) }, SealTo: keys.SealRecord, Open: keys.Open})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -53,11 +53,15 @@ func openSyncBench(b *testing.B, dir string) (*Namespace, map[string]uint64) {
 }
 
 // BenchmarkSyncAnswer produces the ops of an anti-entropy answer (as
-// peer.handleSync does) for a peer missing the last 5000 of 30,000 ops.
+// peer.handleSync does) for a peer missing the last 5000 of 30,000 ops:
+// as before (OpsSince+EncodeOps) and with SealOpsSince, once with the
+// cache filled as the ops were written, once reopened (the cache holds
+// none of them: a peer restarted since, or a cache too small) and the ops
+// read from badger's tables rather than its memtables.
 func BenchmarkSyncAnswer(b *testing.B) {
-	ns, vv := openSyncBench(b, b.TempDir())
-	defer ns.Close()
-	b.Run("OpsSince+EncodeOps", func(b *testing.B) {
+	dir := b.TempDir()
+	ns, vv := openSyncBench(b, dir, 0)
+	old := func(b *testing.B) {
 		ops, _, err := ns.OpsSince(vv, 5000)
 		if err != nil {
 			b.Fatal(err)
@@ -78,5 +82,31 @@ func BenchmarkSyncAnswer(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-	})
+	}
+	sealed := func(b *testing.B) {
+		bt, err := ns.SealOpsSince(vv, 5000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(bt.Sealed)))
+		bt.Release()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			bt, err := ns.SealOpsSince(vv, 5000)
+			if err != nil || !bt.More || bt.N != 5000 {
+				b.Fatalf("SealOpsSince: %d ops, more %v, %v", bt.N, bt.More, err)
+			}
+			bt.Release()
+		}
+	}
+	b.Run("written/OpsSince+EncodeOps", old)
+	b.Run("written/SealOpsSince", sealed)
+	if err := ns.Close(); err != nil {
+		b.Fatal(err)
+	}
+	ns, _ = openSyncBench(b, dir, 0)
+	defer ns.Close()
+	b.Run("reopened/OpsSince+EncodeOps", old)
+	b.Run("reopened/SealOpsSince", sealed)
 }
