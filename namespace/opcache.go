@@ -30,7 +30,8 @@ const DefaultSyncCacheBytes = 32 << 20
 //
 // It has no lock of its own: it changes where ns.have does, under ns.mu
 // held for writing (and wmu), and is read under ns.mu held for reading, so
-// what it holds always matches ns.have. The cached bytes are never
+// what it holds always matches ns.have; ready may also be read under wmu
+// alone. The cached bytes are never
 // modified: readers keep using them after unlocking.
 type opCache struct {
 	budget  int  // bytes; at most 0 disables the cache

@@ -296,6 +296,17 @@ func TestSealOpsSince(t *testing.T) {
 				t.Fatalf("compacted %v: the test compacts nothing", comp)
 			}
 		}},
+		{"seqs out of timestamp order", -1, func(t *testing.T, a *testPeer) {
+			var ops []Op
+			for i, wall := range []int64{500, 300, 400, 100, 600} {
+				ops = append(ops, Op{Kind: OpMove, TS: Timestamp{Wall: wall, Peer: "z"}, Origin: "z", Seq: uint64(i + 1),
+					Node: NodeID(100 + i), NewParent: RootID, Name: fmt.Sprint("z", i), Inode: InodeID(100 + i), Init: &InodeInit{Type: File}})
+			}
+			if _, err := a.ApplyRemote(ops); err != nil {
+				t.Fatal(err)
+			}
+			files(t, a, "a", 2, 10)
+		}},
 		{"snapshot installed", 0, func(t *testing.T, a *testPeer) {
 			x := newSyncPeer(t, "x", 0) // the same volume key
 			files(t, x, "x", 6, 30)
