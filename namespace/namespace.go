@@ -395,7 +395,7 @@ func (ns *Namespace) commit(ctx context.Context, build func(s *state) ([]Op, err
 		ops[i].Seq = ns.seq
 	}
 	t0 := time.Now()
-	encs, err := ns.db.appendOps(ops)
+	encs, err := ns.db.appendOps(ops, ns.opc.ready)
 	if err != nil {
 		ns.seq -= uint64(len(ops))
 		ns.wmu.Unlock()

@@ -138,11 +138,11 @@ func (l *opLog) record(ops []Op, parts bool) ([]byte, [][]byte, error) {
 	return append(rec, body...), ps, nil
 }
 
-// append writes ops as one record and returns each op's encoding
-// (encodeOp). It reports whether enough ops wait for the flusher to be
-// woken early.
-func (l *opLog) append(ops []Op) ([][]byte, bool, error) {
-	rec, parts, err := l.record(ops, true)
+// append writes ops as one record and, with parts, returns each op's
+// encoding (encodeOp). It reports whether enough ops wait for the flusher
+// to be woken early.
+func (l *opLog) append(ops []Op, parts bool) ([][]byte, bool, error) {
+	rec, ps, err := l.record(ops, parts)
 	if err != nil {
 		return nil, false, err
 	}
@@ -164,7 +164,7 @@ func (l *opLog) append(ops []Op) ([][]byte, bool, error) {
 		}
 	}
 	l.pending = append(l.pending, ops...)
-	return parts, len(l.pending) >= flushOps, nil
+	return ps, len(l.pending) >= flushOps, nil
 }
 
 // restartLocked replaces the file with one holding only the pending ops.

@@ -177,10 +177,10 @@ func (s *store) close() error {
 	return err
 }
 
-// appendOps durably writes this peer's own new ops (to the op log). It
-// returns each op's encoding (encodeOp), which the caller may keep.
-func (s *store) appendOps(ops []Op) ([][]byte, error) {
-	parts, full, err := s.ops.append(ops)
+// appendOps durably writes this peer's own new ops (to the op log). With
+// keep, it returns each op's encoding (encodeOp), which the caller may keep.
+func (s *store) appendOps(ops []Op, keep bool) ([][]byte, error) {
+	parts, full, err := s.ops.append(ops, keep)
 	if full {
 		select {
 		case s.kick <- struct{}{}:
