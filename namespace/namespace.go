@@ -28,9 +28,18 @@ type Config struct {
 	Peer string // this peer's id (Origin); at most MaxPeerLen bytes
 	// Seal encrypts op payloads and checkpoints at rest and on the wire
 	// (names and inline data are secret); nil = no encryption (tests).
+	// Seal must neither modify nor keep plain (the sync cache keeps it).
 	Seal func(plain []byte) ([]byte, error)
-	// Open reverses Seal.
+	// SealTo, if set, is Seal writing into dst's capacity when it has room
+	// (crypt.Keys.SealRecord): sync answers are then sealed into recycled
+	// buffers rather than a fresh one each, zeroed by the runtime.
+	SealTo func(dst, plain []byte) ([]byte, error)
+	// Open reverses Seal. Its result must be a new slice (it is kept).
 	Open func(sealed []byte) ([]byte, error)
+	// SyncCacheBytes bounds the encodings of recent ops kept in memory
+	// for anti-entropy answers (SealOpsSince); 0 = DefaultSyncCacheBytes,
+	// negative = none (every answer is read from the store).
+	SyncCacheBytes int
 	// Replicate is called, outside all locks and on the writer's goroutine,
 	// after local ops are durable; it returns when enough other peers hold
 	// them durably. nil = local only.
@@ -52,7 +61,10 @@ type Config struct {
 	// (0 = 100ms).
 	SyncEvery time.Duration
 	// Observe, if set, is told how long each local commit took to write
-	// its ops (op "commit"). Called outside all locks.
+	// its ops (op "commit"), and how long each SealOpsSince took to
+	// gather and seal its ops ("sync_cache" when the cache held them all,
+	// "sync_store" when some were read from the store). Called outside
+	// all locks.
 	Observe func(op string, d time.Duration)
 
 	clockNow func() int64 // tests: replaces the physical clock
@@ -122,7 +134,8 @@ type Namespace struct {
 	have      map[string]*seqSet
 	compacted map[string]uint64
 	opCount   int64
-	foreign   bool // an op from another origin was seen
+	foreign   bool     // an op from another origin was seen
+	opc       *opCache // recent ops' encodings, matching have (opcache.go)
 
 	// pmu guards peers.
 	pmu   sync.Mutex
@@ -240,6 +253,13 @@ func (ns *Namespace) load() error {
 	if ns.opCount, err = ns.db.countOps(); err != nil {
 		return fmt.Errorf("namespace: count ops: %w", err)
 	}
+	// Empty: what is stored so far is read from the store when asked for.
+	budget := ns.cfg.SyncCacheBytes
+	if budget == 0 {
+		budget = DefaultSyncCacheBytes
+	}
+	ns.opc = newOpCache(budget)
+	ns.opc.reset(ns.have)
 	// Replay the ops the checkpoint does not cover: those after its base,
 	// and (rarely) late ones older than the base but not in baseVV.
 	var ops []Op
@@ -375,7 +395,8 @@ func (ns *Namespace) commit(ctx context.Context, build func(s *state) ([]Op, err
 		ops[i].Seq = ns.seq
 	}
 	t0 := time.Now()
-	if err := ns.db.appendOps(ops); err != nil {
+	encs, err := ns.db.appendOps(ops, ns.opc.ready)
+	if err != nil {
 		ns.seq -= uint64(len(ops))
 		ns.wmu.Unlock()
 		return nil, err
@@ -386,6 +407,7 @@ func (ns *Namespace) commit(ctx context.Context, build func(s *state) ([]Op, err
 	for _, op := range ops {
 		ns.haveOf(op.Origin).add(op.Seq)
 	}
+	ns.opc.add(ops, encs)
 	ns.opCount += int64(len(ops))
 	ns.mu.Unlock()
 	ns.afterApplyLocked(len(ops))
@@ -466,6 +488,7 @@ func (ns *Namespace) checkpointLocked() error {
 	}
 	ns.mu.Lock()
 	comp := maps.Clone(ns.compacted)
+	ns.opc.compact(cut)
 	ns.mu.Unlock()
 	if comp == nil {
 		comp = map[string]uint64{}

@@ -121,48 +121,50 @@ func (l *opLog) read(p string) ([]Op, error) {
 	return ops, nil
 }
 
-// record encodes ops as one framed, sealed record.
-func (l *opLog) record(ops []Op) ([]byte, error) {
-	plain, err := EncodeOps(ops)
+// record encodes ops as one framed, sealed record. With parts, it also
+// returns each op's encoding.
+func (l *opLog) record(ops []Op, parts bool) ([]byte, [][]byte, error) {
+	plain, ps, err := encodeOps(ops, parts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	body, err := l.seal(plain)
 	if err != nil {
-		return nil, fmt.Errorf("namespace: op log: seal: %w", err)
+		return nil, nil, fmt.Errorf("namespace: op log: seal: %w", err)
 	}
 	rec := make([]byte, 8, 8+len(body))
 	binary.BigEndian.PutUint32(rec[:4], uint32(len(body)))
 	binary.BigEndian.PutUint32(rec[4:], crc32.Checksum(body, logCRC))
-	return append(rec, body...), nil
+	return append(rec, body...), ps, nil
 }
 
-// append writes ops as one record. It reports whether enough ops wait for
-// the flusher to be woken early.
-func (l *opLog) append(ops []Op) (bool, error) {
-	rec, err := l.record(ops)
+// append writes ops as one record and, with parts, returns each op's
+// encoding (encodeOp). It reports whether enough ops wait for the flusher
+// to be woken early.
+func (l *opLog) append(ops []Op, parts bool) ([][]byte, bool, error) {
+	rec, ps, err := l.record(ops, parts)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
-		return false, ErrClosed
+		return nil, false, ErrClosed
 	}
 	if _, err := l.f.Write(rec); err != nil {
 		// A partial record is a torn tail at replay, and what follows
 		// it would be lost with it: start a new file with what waits.
 		l.restartLocked()
-		return false, fmt.Errorf("namespace: op log: %w", err)
+		return nil, false, fmt.Errorf("namespace: op log: %w", err)
 	}
 	if l.sync {
 		if err := l.f.Sync(); err != nil {
 			l.restartLocked()
-			return false, fmt.Errorf("namespace: op log: sync: %w", err)
+			return nil, false, fmt.Errorf("namespace: op log: sync: %w", err)
 		}
 	}
 	l.pending = append(l.pending, ops...)
-	return len(l.pending) >= flushOps, nil
+	return ps, len(l.pending) >= flushOps, nil
 }
 
 // restartLocked replaces the file with one holding only the pending ops.
@@ -172,7 +174,7 @@ func (l *opLog) restartLocked() {
 		return
 	}
 	if len(l.pending) > 0 {
-		rec, err := l.record(l.pending)
+		rec, _, err := l.record(l.pending, false)
 		if err == nil {
 			_, err = f.Write(rec)
 		}

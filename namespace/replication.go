@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
+	"time"
 )
 
 // ApplyRemote applies ops received from other peers. It is idempotent: ops
@@ -55,7 +57,11 @@ func (ns *Namespace) ApplyRemote(ops []Op) (int, error) {
 	if len(fresh) == 0 {
 		return 0, nil
 	}
-	if err := ns.db.putOps(fresh); err != nil {
+	encs, err := ns.db.putOpsEnc(fresh, ns.opc.ready)
+	if err != nil {
+		ns.mu.Lock()
+		ns.opc.forget(fresh)
+		ns.mu.Unlock()
 		return 0, err
 	}
 	cs := newChangeSet()
@@ -64,6 +70,7 @@ func (ns *Namespace) ApplyRemote(ops []Op) (int, error) {
 	n := ns.insertLocked(fresh)
 	ns.s.changes = nil
 	maxTS := fresh[0].TS
+	ns.opc.add(fresh, encs)
 	for _, op := range fresh {
 		ns.haveOf(op.Origin).add(op.Seq)
 		if op.Origin != ns.cfg.Peer {
@@ -88,28 +95,10 @@ func (ns *Namespace) OpsSince(vv map[string]uint64, max int) ([]Op, bool, error)
 	if max <= 0 || max > MaxOpsPerBatch {
 		max = MaxOpsPerBatch
 	}
-	if ns.shut.Load() {
-		return nil, false, ErrClosed
+	wants, err := ns.wants(vv)
+	if err != nil {
+		return nil, false, err
 	}
-	ns.mu.RLock()
-	type want struct {
-		o    string
-		from uint64
-	}
-	var wants []want
-	for _, o := range slices.Sorted(maps.Keys(ns.have)) {
-		q := ns.have[o]
-		from := vv[o]
-		if q.contig <= from && len(q.extra) == 0 {
-			continue
-		}
-		if from < ns.compacted[o] {
-			ns.mu.RUnlock()
-			return nil, false, fmt.Errorf("namespace: ops of %s after %d: %w", o, from, ErrCompacted)
-		}
-		wants = append(wants, want{o, from})
-	}
-	ns.mu.RUnlock()
 	var out []Op
 	for _, w := range wants {
 		ops, more, err := ns.db.opsFrom(w.o, w.from, max-len(out))
@@ -122,6 +111,163 @@ func (ns *Namespace) OpsSince(vv map[string]uint64, max int) ([]Op, bool, error)
 		}
 	}
 	return out, false, nil
+}
+
+// want is an origin whose ops after from the holder of a version vector
+// may lack.
+type want struct {
+	o    string
+	from uint64
+}
+
+// wants lists, in origin order, the origins of which the holder of vv may
+// lack ops, or returns ErrCompacted.
+func (ns *Namespace) wants(vv map[string]uint64) ([]want, error) {
+	if ns.shut.Load() {
+		return nil, ErrClosed
+	}
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	var wants []want
+	for _, o := range slices.Sorted(maps.Keys(ns.have)) {
+		q := ns.have[o]
+		from := vv[o]
+		if q.contig <= from && len(q.extra) == 0 {
+			continue
+		}
+		if from < ns.compacted[o] {
+			return nil, fmt.Errorf("namespace: ops of %s after %d: %w", o, from, ErrCompacted)
+		}
+		wants = append(wants, want{o, from})
+	}
+	return wants, nil
+}
+
+// Batch is ops sealed for the wire, in the format of EncodeOps, from
+// SealOpsSince.
+type Batch struct {
+	// Sealed is nil when N is 0. It is valid until Release.
+	Sealed []byte
+	N      int  // the number of ops
+	More   bool // as OpsSince's more
+	bufs   [2]*[]byte
+}
+
+// Release recycles the batch's buffers. Sealed must not be used after.
+func (b *Batch) Release() {
+	for i, p := range b.bufs {
+		if p != nil {
+			putBuf(p)
+			b.bufs[i] = nil
+		}
+	}
+	b.Sealed = nil
+}
+
+// SealOpsSince is OpsSince followed by EncodeOps, for anti-entropy
+// answers: the same ops in the same order, the same more and errors. Recent
+// ops come from the sync cache (opcache.go), others from the store as they
+// are stored (opened, not decoded and encoded again); the batch is sealed
+// once, into a recycled buffer when Config.SealTo is set. The caller must
+// Release the batch.
+func (ns *Namespace) SealOpsSince(vv map[string]uint64, max int) (Batch, error) {
+	if max <= 0 || max > MaxOpsPerBatch {
+		max = MaxOpsPerBatch
+	}
+	wants, err := ns.wants(vv)
+	if err != nil {
+		return Batch{}, err
+	}
+	t0 := time.Now()
+	pp := getParts()
+	parts := *pp
+	defer func() { *pp = parts; putParts(pp) }()
+	more, missed := false, false
+	for _, w := range wants {
+		var m, ok bool
+		ns.mu.RLock()
+		parts, m, ok = ns.opc.get(w.o, w.from, max-len(parts), parts)
+		ns.mu.RUnlock()
+		if !ok {
+			missed = true
+			if parts, m, err = ns.db.encodedFrom(w.o, w.from, max-len(parts), parts); err != nil {
+				return Batch{}, err
+			}
+		}
+		if m || len(parts) >= max {
+			more = true
+			break
+		}
+	}
+	if len(parts) == 0 {
+		return Batch{}, nil
+	}
+	b := Batch{N: len(parts), More: more}
+	size := batchSize(parts)
+	b.bufs[0] = getBuf(size)
+	plain := appendBatch((*b.bufs[0])[:0], parts)
+	if ns.cfg.SealTo != nil {
+		b.bufs[1] = getBuf(size + sealRoom)
+		b.Sealed, err = ns.cfg.SealTo((*b.bufs[1])[:0], plain)
+		// What SealTo returns is recycled, should it not have fitted.
+		*b.bufs[1] = b.Sealed
+	} else {
+		b.Sealed, err = ns.db.seal(plain)
+	}
+	if err != nil {
+		b.Release()
+		return Batch{}, fmt.Errorf("namespace: seal ops: %w", err)
+	}
+	if ns.cfg.Observe != nil {
+		// How many answers miss the cache, and what they cost.
+		op := "sync_cache"
+		if missed {
+			op = "sync_store"
+		}
+		ns.cfg.Observe(op, time.Since(t0))
+	}
+	return b, nil
+}
+
+// sealRoom is what a seal is expected to add (crypt.RecordOverhead is 29).
+const sealRoom = 64
+
+// maxPooled bounds the buffers kept for reuse: a rare huge answer (up to
+// 64 MiB) should not stay in memory.
+const maxPooled = 16 << 20
+
+var bufPool sync.Pool // of *[]byte
+
+// getBuf returns a recycled buffer of capacity at least n, or a new one.
+func getBuf(n int) *[]byte {
+	if p, _ := bufPool.Get().(*[]byte); p != nil {
+		if cap(*p) >= n {
+			return p
+		}
+	}
+	// A little room, so that the next, slightly larger answer fits.
+	b := make([]byte, 0, n+n/8)
+	return &b
+}
+
+// partsPool recycles the lists of encodings an answer is made of (a
+// list of 5000 grew by doubling to 120 KB for each answer).
+var partsPool = sync.Pool{New: func() any { return new([][]byte) }}
+
+func getParts() *[][]byte { return partsPool.Get().(*[][]byte) }
+
+func putParts(p *[][]byte) {
+	// Let go of the encodings: the cache may have evicted them.
+	clear(*p)
+	*p = (*p)[:0]
+	partsPool.Put(p)
+}
+
+func putBuf(p *[]byte) {
+	if cap(*p) <= maxPooled {
+		*p = (*p)[:0]
+		bufPool.Put(p)
+	}
 }
 
 // Snapshot returns the sealed full state: the tree at the stability base
@@ -206,6 +352,11 @@ func (ns *Namespace) InstallSnapshot(b []byte) error {
 		ns.log.Warn("namespace: local ops older than the snapshot's base; applying them late", "count", late)
 	}
 	slices.SortFunc(all, func(a, b Op) int { return a.TS.Compare(b.TS) })
+	// The cache goes before the store's ops do, and comes back (empty,
+	// its floors at the new have) with them.
+	ns.mu.Lock()
+	ns.opc.clear()
+	ns.mu.Unlock()
 	if err := ns.db.reset(); err != nil {
 		return err
 	}
@@ -225,6 +376,7 @@ func (ns *Namespace) InstallSnapshot(b []byte) error {
 	ns.mu.Lock()
 	ns.s, ns.journal, ns.base, ns.baseVV, ns.compacted = c.st, nil, c.base, c.baseVV, comp
 	ns.have = cover
+	ns.opc.reset(cover)
 	ns.opCount = int64(len(all))
 	ns.insertLocked(all)
 	for o := range cover {

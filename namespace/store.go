@@ -143,7 +143,9 @@ func openStore(dir string, log *slog.Logger, seal, open func([]byte) ([]byte, er
 		seal = func(b []byte) ([]byte, error) { return b, nil }
 	}
 	if open == nil {
-		open = func(b []byte) ([]byte, error) { return b, nil }
+		// A copy, as Config.Open's result must be: encodedFrom keeps
+		// what it opens from a badger value valid only until it returns.
+		open = func(b []byte) ([]byte, error) { return bytes.Clone(b), nil }
 	}
 	st := &store{db: db, log: log, seal: seal, open: open, stop: make(chan struct{}), done: make(chan struct{}),
 		kick: make(chan struct{}, 1), fdone: make(chan struct{})}
@@ -175,16 +177,17 @@ func (s *store) close() error {
 	return err
 }
 
-// appendOps durably writes this peer's own new ops (to the op log).
-func (s *store) appendOps(ops []Op) error {
-	full, err := s.ops.append(ops)
+// appendOps durably writes this peer's own new ops (to the op log). With
+// keep, it returns each op's encoding (encodeOp), which the caller may keep.
+func (s *store) appendOps(ops []Op, keep bool) ([][]byte, error) {
+	parts, full, err := s.ops.append(ops, keep)
 	if full {
 		select {
 		case s.kick <- struct{}{}:
 		default:
 		}
 	}
-	return err
+	return parts, err
 }
 
 // flush puts the op log's ops into badger. Everything that reads ops from
@@ -247,38 +250,61 @@ func (s *store) sync() error {
 
 // putOps durably writes ops (synced before returning).
 func (s *store) putOps(ops []Op) error {
+	_, err := s.putOpsEnc(ops, false)
+	return err
+}
+
+// putOpsEnc is putOps; with keep, it returns each op's encoding (encodeOp),
+// which the caller may keep.
+func (s *store) putOpsEnc(ops []Op, keep bool) ([][]byte, error) {
+	var encs [][]byte
+	if keep {
+		encs = make([][]byte, len(ops))
+	}
 	// A transaction for the usual handful of ops: a WriteBatch costs
 	// more set-up than the write itself (BenchmarkCreateLazy).
 	if len(ops) <= smallBatch {
-		return s.db.Update(func(txn *badger.Txn) error {
-			return s.setOps(ops, txn.Set)
+		err := s.db.Update(func(txn *badger.Txn) error {
+			return s.setOps(ops, encs, txn.Set)
 		})
+		return encs, err
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
-	if err := s.setOps(ops, wb.Set); err != nil {
-		return err
+	if err := s.setOps(ops, encs, wb.Set); err != nil {
+		return nil, err
 	}
 	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("namespace: write ops: %w", err)
+		return nil, fmt.Errorf("namespace: write ops: %w", err)
 	}
-	return nil
+	return encs, nil
 }
 
 // smallBatch is the most ops putOps writes in one transaction.
 const smallBatch = 64
 
-// setOps encodes ops and hands their records to set.
-func (s *store) setOps(ops []Op, set func(k, v []byte) error) error {
+// setOps encodes ops and hands their records to set; when encs is not
+// nil, encs[i] is set to a copy of ops[i]'s encoding.
+func (s *store) setOps(ops []Op, encs [][]byte, set func(k, v []byte) error) error {
+	// One encoder for all, sized for the largest op: each op's encoder
+	// grew by doubling from empty before.
+	e := &encoder{}
 	for i := range ops {
 		op := &ops[i]
-		e := &encoder{}
+		if n := opSize(op); cap(e.b) < n {
+			e.b = make([]byte, 0, n)
+		}
+		e.b = e.b[:0]
 		encodeOp(e, op)
 		sealed, err := s.seal(e.b)
 		if err != nil {
 			return fmt.Errorf("namespace: seal op: %w", err)
 		}
-		v := binary.AppendUvarint(nil, op.Seq)
+		if encs != nil {
+			encs[i] = bytes.Clone(e.b)
+		}
+		v := make([]byte, 0, binary.MaxVarintLen64+len(sealed))
+		v = binary.AppendUvarint(v, op.Seq)
 		v = append(v, sealed...)
 		k := opKey(op.TS)
 		if err := set(k, v); err != nil {
@@ -412,6 +438,106 @@ func (s *store) opsFrom(origin string, from uint64, max int) ([]Op, bool, error)
 		return nil, false, fmt.Errorf("namespace: read ops of %s: %w", origin, err)
 	}
 	return ops, more, nil
+}
+
+// encodedFrom is opsFrom for an answer on the wire: it appends to dst the
+// encodings (encodeOp) of the stored ops of origin with seq > from, in seq
+// order, at most max of them. Each is the stored record opened, checked by
+// decoding it as opsFrom would (an op that does not decode fails the call
+// as it fails opsFrom), but neither copied out of badger first nor encoded
+// again.
+func (s *store) encodedFrom(origin string, from uint64, max int, dst [][]byte) ([][]byte, bool, error) {
+	if err := s.flush(); err != nil {
+		return dst, false, err
+	}
+	more := false
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		pfx := seqKey(origin, 0)[:2+len(origin)]
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: pfx})
+		defer it.Close()
+		// The ops are found by walking the op log beside the index
+		// rather than by a txn.Get each (a descent through every level,
+		// decoding a block each time: two thirds of the time): one
+		// origin's ops follow each other in timestamp order, with other
+		// origins' in between.
+		ops := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxOp}})
+		defer ops.Close()
+		key := []byte{pfxOp}
+		for it.Seek(seqKey(origin, from+1)); it.Valid(); it.Next() {
+			if n >= max {
+				more = true
+				return nil
+			}
+			if err := it.Item().Value(func(tk []byte) error {
+				key = append(key[:1], tk...)
+				return nil
+			}); err != nil {
+				return err
+			}
+			seekOp(ops, key)
+			if !ops.Valid() || !bytes.Equal(ops.Item().Key(), key) {
+				return fmt.Errorf("op %x: %w", key, badger.ErrKeyNotFound)
+			}
+			var plain []byte
+			if err := ops.Item().Value(func(v []byte) error {
+				var err error
+				plain, err = s.openStored(v)
+				return err
+			}); err != nil {
+				return err
+			}
+			dst = append(dst, plain)
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return dst, false, fmt.Errorf("namespace: read ops of %s: %w", origin, err)
+	}
+	return dst, more, nil
+}
+
+// seekOp moves it to key, or to the first key after it: by a few steps
+// forward when key is just ahead, else by a seek.
+func seekOp(it *badger.Iterator, key []byte) {
+	for range 16 {
+		if !it.Valid() {
+			break
+		}
+		switch c := bytes.Compare(it.Item().Key(), key); {
+		case c == 0:
+			return
+		case c > 0:
+			it.Seek(key) // behind us (seqs out of timestamp order)
+			return
+		}
+		it.Next()
+	}
+	it.Seek(key)
+}
+
+// openStored opens a stored op record (uvarint(seq) + sealed encoding) and
+// checks that it decodes to one op. The result is a new slice (Open's).
+func (s *store) openStored(v []byte) ([]byte, error) {
+	_, n := binary.Uvarint(v)
+	if n <= 0 {
+		return nil, fmt.Errorf("namespace: stored op: %w", ErrCorrupt)
+	}
+	plain, err := s.open(v[n:])
+	if err != nil {
+		return nil, fmt.Errorf("namespace: open op: %w", err)
+	}
+	// view: the check needs no copy of the content.
+	d := &decoder{b: plain, view: true}
+	decodeOp(d)
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return plain, nil
 }
 
 func (s *store) get(key string) ([]byte, error) {

@@ -141,6 +141,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		Dir:       filepath.Join(cfg.DataDir, "namespace"),
 		Peer:      id,
 		Seal:      func(b []byte) ([]byte, error) { return cfg.Keys.SealRecord(nil, b) },
+		SealTo:    cfg.Keys.SealRecord,
 		Open:      cfg.Keys.Open,
 		Replicate: p.repl.enqueue,
 		LazySync:  true,

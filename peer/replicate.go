@@ -460,19 +460,20 @@ func (p *Peer) handleSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := syncResponse{VV: p.ns.VersionVector(), Clock: p.ns.Clock()}
-	ops, more, err := p.ns.OpsSince(req.VV, syncBatch)
+	// The ops as OpsSince and EncodeOps would give them, mostly from
+	// memory: reading and re-encoding them cost a mounting peer 12% of
+	// its CPU during an untar (namespace.SealOpsSince).
+	batch, err := p.ns.SealOpsSince(req.VV, syncBatch)
+	defer batch.Release()
 	switch {
 	case errors.Is(err, namespace.ErrCompacted):
 		resp.Compacted = true
 	case err != nil:
 		api.WriteError(w, http.StatusInternalServerError, err)
 		return
-	case len(ops) > 0:
-		if resp.Ops, err = p.ns.EncodeOps(ops); err != nil {
-			api.WriteError(w, http.StatusInternalServerError, err)
-			return
-		}
-		resp.More = more
+	case batch.N > 0:
+		resp.Ops = batch.Sealed
+		resp.More = batch.More
 	}
 	if r.Header.Get("Accept") == syncBinary {
 		// The ops as they are, after a small JSON header: base64 in

@@ -2,12 +2,20 @@ package peer
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/reefproject/reef/crypt"
+	"github.com/reefproject/reef/namespace"
 )
 
 func syncAnswer(ctype string, body []byte) *http.Response {
@@ -70,5 +78,88 @@ func TestReadSync(t *testing.T) {
 				t.Errorf("ops = %q, want %q", sr.Ops, want)
 			}
 		})
+	}
+}
+
+// TestHandleSync checks that the answers of handleSync, in both forms
+// (a client that asks for the binary one, and an older one that does not),
+// decode as clients decode them (readSync, DecodeOps) to the ops, more and
+// compacted flag that the previous server sent (OpsSince and EncodeOps):
+// the format is unchanged, so peers of either version understand each
+// other.
+func TestHandleSync(t *testing.T) {
+	keys, err := crypt.NewKeys(bytes.Repeat([]byte{3}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := namespace.Open(namespace.Config{Dir: t.TempDir(), Peer: "a",
+		Retention: time.Nanosecond, // compaction up to the base, at the end
+		Seal:      func(b []byte) ([]byte, error) { return keys.SealRecord(nil, b) },
+		SealTo:    keys.SealRecord, Open: keys.Open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	ctx := context.Background()
+	for i := range 20 {
+		e, err := ns.Create(ctx, namespace.RootID, fmt.Sprint("f", i), namespace.File, namespace.Attr{Mode: 0o644}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := bytes.Repeat([]byte{byte(i)}, 100*i)
+		if _, err := ns.SetContent(ctx, e.Inode.ID, namespace.Content{Size: int64(len(data)), Inline: data}, e.Inode.Version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &Peer{ns: ns}
+	ask := func(t *testing.T, accept string, vv map[string]uint64) syncResponse {
+		body, _ := json.Marshal(syncRequest{VV: vv})
+		r := httptest.NewRequest(http.MethodPost, "/v1/ns/sync", bytes.NewReader(body))
+		if accept != "" {
+			r.Header.Set("Accept", accept)
+		}
+		w := httptest.NewRecorder()
+		p.handleSync(w, r)
+		resp := w.Result()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %s", resp.StatusCode, w.Body)
+		}
+		if got, want := resp.Header.Get("Content-Type") == syncBinary, accept == syncBinary; got != want {
+			t.Errorf("Content-Type %q for Accept %q", resp.Header.Get("Content-Type"), accept)
+		}
+		sr, err := readSync(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sr
+	}
+	for _, accept := range []string{syncBinary, ""} {
+		for _, vv := range []map[string]uint64{nil, {"a": 10}, {"a": 39}, {"a": 40}} {
+			t.Run(fmt.Sprintf("accept %q vv %v", accept, vv), func(t *testing.T) {
+				sr := ask(t, accept, vv)
+				want, more, err := ns.OpsSince(vv, syncBatch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []namespace.Op
+				if len(sr.Ops) > 0 {
+					if got, err = ns.DecodeOps(sr.Ops); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if !reflect.DeepEqual(got, want) || sr.More != more || sr.Compacted {
+					t.Errorf("answer: %d ops, more %v, compacted %v; want %d ops, more %v", len(got), sr.More, sr.Compacted, len(want), more)
+				}
+			})
+		}
+	}
+	ns.ObservePeer("b", ns.VersionVector(), ns.Clock())
+	if err := ns.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	for _, accept := range []string{syncBinary, ""} {
+		if sr := ask(t, accept, nil); !sr.Compacted || len(sr.Ops) != 0 {
+			t.Errorf("accept %q, after compaction: compacted %v, %d bytes of ops", accept, sr.Compacted, len(sr.Ops))
+		}
 	}
 }
