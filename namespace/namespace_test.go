@@ -632,3 +632,67 @@ func TestOpLogReplay(t *testing.T) {
 	a.reopen(t, true)
 	mustEntry(t, a, "/after")
 }
+
+// TestOpLogTornWrite: after a write to the op log fails and the log cannot
+// be rewritten, nothing more is acknowledged until it can be: a record
+// appended after the partial one would be lost at replay, which stops at
+// the first damaged record.
+func TestOpLogTornWrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ops.log")
+	id := func(b []byte) ([]byte, error) { return bytes.Clone(b), nil }
+	var replayed []Op
+	put := func(ops []Op) error { replayed = append(replayed, ops...); return nil }
+	l, err := openLog(path, id, id, false, put)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := func(i int) []Op {
+		return []Op{{Kind: OpSetAttr, Origin: "a", Seq: uint64(i), TS: Timestamp{Wall: int64(i), Peer: "a"}, Inode: 7}}
+	}
+	if _, _, err := l.append(op(1), false); err != nil {
+		t.Fatal(err)
+	}
+	// A write fails (a read-only handle stands in for a full disk), and the
+	// rewrite cannot happen (a directory holds its temporary name).
+	good := l.f
+	ro, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	l.f = ro
+	if err := os.Mkdir(path+".tmp", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.append(op(2), false); err == nil {
+		t.Fatal("append to a failing file succeeded")
+	}
+	// The failed write left part of a record; then the disk works again.
+	good.Write([]byte{0, 0, 1, 0, 9, 9})
+	l.f = good
+	acked := []uint64{1}
+	if _, _, err := l.append(op(3), false); err == nil {
+		acked = append(acked, 3)
+	}
+	if err := os.Remove(path + ".tmp"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.append(op(4), false); err != nil {
+		t.Fatalf("append once the log can be rewritten: %v", err)
+	}
+	acked = append(acked, 4)
+	l.f.Close()
+	replayed = nil
+	if _, err := openLog(path, id, id, false, put); err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint64]bool{}
+	for _, o := range replayed {
+		got[o.Seq] = true
+	}
+	for _, s := range acked {
+		if !got[s] {
+			t.Errorf("acknowledged op %d lost at replay (replayed %d ops)", s, len(replayed))
+		}
+	}
+}

@@ -38,9 +38,13 @@ type opLog struct {
 	open func([]byte) ([]byte, error)
 	sync bool // fsync each append
 
-	mu      sync.Mutex // guards f and pending
+	mu      sync.Mutex // guards f, pending and torn
 	f       *os.File
 	pending []Op // appended and not in badger yet
+	// torn: a write failed and the file could not be rewritten, so it may
+	// end in a partial record, and replay stops there: nothing is
+	// appended (acknowledged) after it until a rewrite succeeds.
+	torn bool
 
 	fmu sync.Mutex // serializes flushes
 }
@@ -151,6 +155,9 @@ func (l *opLog) append(ops []Op, parts bool) ([][]byte, bool, error) {
 	if l.f == nil {
 		return nil, false, ErrClosed
 	}
+	if l.torn && !l.restartLocked() {
+		return nil, false, errors.New("namespace: op log: an earlier write failed and the log could not be rewritten since")
+	}
 	if _, err := l.f.Write(rec); err != nil {
 		// A partial record is a torn tail at replay, and what follows
 		// it would be lost with it: start a new file with what waits.
@@ -167,11 +174,13 @@ func (l *opLog) append(ops []Op, parts bool) ([][]byte, bool, error) {
 	return ps, len(l.pending) >= flushOps, nil
 }
 
-// restartLocked replaces the file with one holding only the pending ops.
-func (l *opLog) restartLocked() {
+// restartLocked replaces the file with one holding only the pending ops,
+// and reports whether it could; if not, the log is torn until it can.
+func (l *opLog) restartLocked() bool {
+	l.torn = true
 	f, err := os.OpenFile(l.path+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
 	if err != nil {
-		return
+		return false
 	}
 	if len(l.pending) > 0 {
 		rec, _, err := l.record(l.pending, false)
@@ -181,15 +190,17 @@ func (l *opLog) restartLocked() {
 		if err != nil {
 			f.Close()
 			os.Remove(l.path + ".tmp")
-			return
+			return false
 		}
 	}
 	if err := f.Sync(); err != nil || os.Rename(l.path+".tmp", l.path) != nil {
 		f.Close()
-		return
+		return false
 	}
 	l.f.Close()
 	l.f = f
+	l.torn = false
+	return true
 }
 
 // flush puts every op appended so far into badger with put.
