@@ -51,6 +51,7 @@ type inbox struct {
 	rotated  uint64           // batches in path.old (0: none); it goes once all are applied
 	applied  uint64           // batches applied so far
 	closed   bool
+	torn     bool // a write failed and the rewrite did not succeed yet (rewriteLocked)
 	done     chan struct{}
 	eager    atomic.Bool // apply at once, never wait for company (the peer mounts)
 }
@@ -171,6 +172,11 @@ func (in *inbox) add(body []byte) error {
 	if in.closed {
 		return errors.New("peer is stopping")
 	}
+	if in.torn {
+		if in.rewriteLocked(); in.torn {
+			return errors.New("peer: inbox: an earlier write failed and the file could not be rewritten since")
+		}
+	}
 	if _, err := in.f.Write(rec); err != nil {
 		// A partial record is a torn tail for replay; later appends would
 		// follow it, so start the file over with what is still pending.
@@ -185,8 +191,11 @@ func (in *inbox) add(body []byte) error {
 	return nil
 }
 
-// rewriteLocked rewrites the file with the pending records only.
+// rewriteLocked rewrites the file with the pending records only. Until a
+// rewrite succeeds the file may end in a partial record, where replay
+// stops, so add acknowledges nothing (torn).
 func (in *inbox) rewriteLocked() {
+	in.torn = true
 	if err := in.f.Truncate(0); err != nil {
 		in.log.Error("inbox: truncate", "err", err)
 		return
@@ -200,6 +209,7 @@ func (in *inbox) rewriteLocked() {
 		}
 		in.size += int64(len(rec))
 	}
+	in.torn = false
 }
 
 // trimLocked keeps the file small: emptied when all is applied; under a
