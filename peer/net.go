@@ -197,6 +197,17 @@ func (n *shardNet) GetShardTo(ctx context.Context, peer string, k store.ShardKey
 	}
 	ctx, cancel := context.WithTimeout(ctx, shardTimeout)
 	defer cancel()
+	// On a stream, like writes (putShard): the HTTP GET's headers and
+	// net/http's goroutine hand-offs cost more CPU than the shard's bytes
+	// (BenchmarkGetShard).
+	if b, err := n.getShardStream(ctx, peer, k, buf); !errors.Is(err, errNoStream) {
+		return b, err
+	}
+	return n.getShardHTTP(ctx, peer, k, buf)
+}
+
+// getShardHTTP is GetShardTo from a peer that offers no stream for it.
+func (n *shardNet) getShardHTTP(ctx context.Context, peer string, k store.ShardKey, buf []byte) ([]byte, error) {
 	resp, err := n.request(ctx, http.MethodGet, peer, shardPath(k), nil)
 	if err != nil {
 		return nil, err

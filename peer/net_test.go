@@ -88,27 +88,32 @@ func TestGetShardHTTP(t *testing.T) {
 	if err != nil || !bytes.Equal(got, shards[1]) {
 		t.Fatalf("GetShard = %d bytes, %v; want the %d bytes stored", len(got), err, len(shards[1]))
 	}
-	if _, err := sp.net.GetShard(ctx, "server", store.ShardKey{Addr: a, Index: 2}); !errors.Is(err, store.ErrShardNotFound) {
-		t.Errorf("GetShard of a missing shard: err = %v, want ErrShardNotFound", err)
+	for _, tc := range []struct {
+		name string
+		get  func(context.Context, string, store.ShardKey, []byte) ([]byte, error)
+	}{{"GetShardTo", sp.net.GetShardTo}, {"getShardHTTP", sp.net.getShardHTTP}} {
+		if _, err := tc.get(ctx, "server", store.ShardKey{Addr: a, Index: 2}, nil); !errors.Is(err, store.ErrShardNotFound) {
+			t.Errorf("%s of a missing shard: err = %v, want ErrShardNotFound", tc.name, err)
+		}
 	}
-	// GetShardTo, remote and local (the server's own shardNet), reads into
-	// the buffer when it fits.
+	// Over HTTP (what an older peer serves; streams: stream_test.go) and
+	// locally (the server's own shardNet), the shard is read into the
+	// buffer when it fits.
 	local := newShardNet(sp.server)
 	for _, tc := range []struct {
 		name    string
-		net     *shardNet
-		peer    string
+		get     func(context.Context, string, store.ShardKey, []byte) ([]byte, error)
 		buf     []byte
 		inPlace bool
 	}{
-		{"remote, nil", sp.net, "server", nil, false},
-		{"remote, too small", sp.net, "server", make([]byte, 100), false},
-		{"remote, fits", sp.net, "server", bytes.Repeat([]byte{1}, len(shards[1])+1000), true},
-		{"local, too small", local, "server", make([]byte, 0, 100), false},
-		{"local, fits", local, "server", make([]byte, 0, len(shards[1])), true},
+		{"remote, nil", sp.net.getShardHTTP, nil, false},
+		{"remote, too small", sp.net.getShardHTTP, make([]byte, 100), false},
+		{"remote, fits", sp.net.getShardHTTP, bytes.Repeat([]byte{1}, len(shards[1])+1000), true},
+		{"local, too small", local.GetShardTo, make([]byte, 0, 100), false},
+		{"local, fits", local.GetShardTo, make([]byte, 0, len(shards[1])), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := tc.net.GetShardTo(ctx, tc.peer, k, tc.buf)
+			got, err := tc.get(ctx, "server", k, tc.buf)
 			if err != nil || !bytes.Equal(got, shards[1]) {
 				t.Fatalf("GetShardTo = %d bytes, %v; want the %d bytes stored", len(got), err, len(shards[1]))
 			}
@@ -119,9 +124,11 @@ func TestGetShardHTTP(t *testing.T) {
 	}
 }
 
-// BenchmarkGetShard is one shard read over loopback HTTP: the serving peer's
-// blockstore Get (both checksums) and response, and the reading peer's
-// client and body read, in one process. A 1 MiB chunk's 256 KiB shard.
+// BenchmarkGetShard is one shard read over loopback, on a stream (what
+// GetShardTo uses) and over HTTP (what an older peer gets): the serving
+// peer's blockstore Get (both checksums) and answer, and the reading
+// peer's request and read into a recycled buffer, as the store reads, in
+// one process. A 1 MiB chunk's 256 KiB shard.
 func BenchmarkGetShard(b *testing.B) {
 	ctx := context.Background()
 	sp := newShardPair(b)
@@ -130,27 +137,30 @@ func BenchmarkGetShard(b *testing.B) {
 	if _, err := sp.server.putLocal(ctx, k, shards[0], false); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := sp.net.GetShard(ctx, "server", k); err != nil { // warm up
-		b.Fatal(err)
+	for _, bb := range []struct {
+		name string
+		get  func(ctx context.Context, peer string, k store.ShardKey, buf []byte) ([]byte, error)
+	}{
+		{"stream", sp.net.GetShardTo},
+		{"http", sp.net.getShardHTTP},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			buf := make([]byte, len(shards[0]))
+			if got, err := bb.get(ctx, "server", k, buf); err != nil || !bytes.Equal(got, shards[0]) { // warm up
+				b.Fatalf("read %d bytes, %v", len(got), err)
+			}
+			b.SetBytes(int64(len(shards[0])))
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := cpuTime()
+			for b.Loop() {
+				if _, err := bb.get(ctx, "server", k, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+		})
 	}
-	// Read as the store does: into a recycled buffer when the Net can.
-	get := func() error { _, err := sp.net.GetShard(ctx, "server", k); return err }
-	if bn, ok := any(sp.net).(interface {
-		GetShardTo(context.Context, string, store.ShardKey, []byte) ([]byte, error)
-	}); ok {
-		buf := make([]byte, len(shards[0]))
-		get = func() error { _, err := bn.GetShardTo(ctx, "server", k, buf); return err }
-	}
-	b.SetBytes(int64(len(shards[0])))
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := cpuTime()
-	for b.Loop() {
-		if err := get(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
 // cpuTime is the CPU time the process has used (user and system, every

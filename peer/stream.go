@@ -34,22 +34,32 @@ import (
 //   - frameOps: namespace.EncodeOps; answered with no payload;
 //   - frameShardPut: a shard header (below) and the shard; answered with
 //     one byte, 1 if the shard was stored, 0 if it was held already;
-//   - frameShardHas: a shard header; answered with one byte, 1 if held.
+//   - frameShardHas: a shard header; answered with one byte, 1 if held;
+//   - frameShardGet: a shard header with flags 0; answered with the shard,
+//     or statusNotFound when this peer does not hold it.
 //
 // A shard header is a flags byte (shardLazy: write without waiting for the
 // disk, see lazyNet), the 32-byte chunk address and the 2-byte big-endian
-// shard index. Answers: statusOK or statusError (payload: the error text).
-// Every read and write has a deadline; lengths are bounded, per kind,
-// before anything is allocated. A peer of an older version answers an
-// unknown kind with statusError: callers then use HTTP (errNoStream).
+// shard index. Answers: statusOK, statusError (payload: the error text) or
+// statusNotFound (frameShardGet only; payload: the error text). Every read
+// and write has a deadline; lengths are bounded before anything is
+// allocated: requests per kind, answers by what was asked (a shard for
+// frameShardGet, maxErrorFrame for any other answer and for every error).
+// A peer of an older version answers an unknown kind with statusError:
+// callers then use HTTP (errNoStream). statusNotFound is a status of its
+// own, not error text to match, so that no error a peer reports (a disk
+// error naming a missing file, say) reads as a missing shard; only peers
+// that know frameShardGet send it, and only in answer to it.
 const (
 	streamProto    = "reef-stream-1"
 	streamPath     = "/v1/stream"
 	frameOps       = 1
 	frameShardPut  = 2
 	frameShardHas  = 3
+	frameShardGet  = 4
 	statusOK       = 0
 	statusError    = 1
+	statusNotFound = 2
 	maxErrorFrame  = 64 << 10
 	streamIdle     = 2 * time.Minute // a server closes a connection idle this long
 	streamIdleKeep = 16              // idle connections kept per peer (8 chunks in flight put ~8 shards on each)
@@ -92,14 +102,17 @@ func (p *Peer) handleStream(w http.ResponseWriter, r *http.Request) {
 	if err := brw.Flush(); err != nil {
 		return
 	}
-	serveFrames(conn, brw.Reader, bufio.NewWriter(conn), frameLimit, func(kind byte, body []byte) ([]byte, error) {
+	serveFrames(conn, brw.Reader, bufio.NewWriter(conn), frameLimit, func(kind byte, body []byte) ([]byte, func(), error) {
 		switch kind {
 		case frameOps:
-			return nil, p.applyOps(body)
+			return nil, nil, p.applyOps(body)
 		case frameShardPut, frameShardHas:
-			return p.streamShard(kind, body)
+			ans, err := p.streamShard(kind, body)
+			return ans, nil, err
+		case frameShardGet:
+			return p.streamGetShard(body)
 		}
-		return nil, fmt.Errorf("unknown frame kind %d", kind)
+		return nil, nil, fmt.Errorf("unknown frame kind %d", kind)
 	})
 }
 
@@ -108,7 +121,7 @@ func frameLimit(kind byte) int64 {
 	switch kind {
 	case frameShardPut:
 		return shardHeaderSize + store.MaxShard
-	case frameShardHas:
+	case frameShardHas, frameShardGet:
 		return shardHeaderSize
 	}
 	return maxOpsBody
@@ -152,6 +165,35 @@ func (p *Peer) streamShard(kind byte, body []byte) ([]byte, error) {
 		return []byte{1}, nil
 	}
 	return []byte{0}, nil
+}
+
+// streamGetShard serves frameShardGet: GET /v1/shard (handleGetShard) on
+// a stream. The shard is copied out of the store into a recycled buffer,
+// which release gives back once the answer is written.
+func (p *Peer) streamGetShard(body []byte) (shard []byte, release func(), err error) {
+	k, lazy, rest, err := parseShardFrame(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if lazy || len(rest) != 0 {
+		return nil, nil, fmt.Errorf("shard get frame with flags or %d trailing bytes", len(rest))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shardTimeout)
+	defer cancel()
+	b, err := p.getLocal(ctx, k, p.served.Get)
+	if err != nil {
+		if !errors.Is(err, store.ErrShardNotFound) {
+			p.log.Error("reading shard", "shard", k.String(), "err", err)
+		}
+		return nil, nil, err
+	}
+	return b, func() { p.served.Put(b) }, nil
+}
+
+// getShardStream is GET /v1/shard on a stream, the answer read into buf
+// when it fits. errNoStream: use HTTP.
+func (n *shardNet) getShardStream(ctx context.Context, peer string, k store.ShardKey, buf []byte) ([]byte, error) {
+	return n.streamCallTo(ctx, peer, frameShardGet, store.MaxShard, buf, shardFrameHeader(k, false))
 }
 
 // shardFrameHeader encodes the header of a shard frame.
@@ -207,8 +249,10 @@ func (n *shardNet) putShardStream(ctx context.Context, peer string, k store.Shar
 
 // serveFrames answers frames on one connection, in order, with handle's
 // result, until the connection fails or idles for streamIdle. limit bounds
-// each kind's payload.
-func serveFrames(conn net.Conn, br *bufio.Reader, bw *bufio.Writer, limit func(kind byte) int64, handle func(kind byte, body []byte) ([]byte, error)) {
+// each kind's payload. release, when handle returns one, is called once
+// the answer is written (the answer's buffer may then be reused). An error
+// that is store.ErrShardNotFound is answered with statusNotFound.
+func serveFrames(conn net.Conn, br *bufio.Reader, bw *bufio.Writer, limit func(kind byte) int64, handle func(kind byte, body []byte) (answer []byte, release func(), err error)) {
 	var hdr [5]byte
 	for {
 		conn.SetReadDeadline(time.Now().Add(streamIdle))
@@ -230,24 +274,43 @@ func serveFrames(conn net.Conn, br *bufio.Reader, bw *bufio.Writer, limit func(k
 			return
 		}
 		var status byte = statusOK
-		answer, err := handle(hdr[4], body)
-		if err != nil {
+		answer, release, err := handle(hdr[4], body)
+		switch {
+		case errors.Is(err, store.ErrShardNotFound):
+			status, answer = statusNotFound, []byte(err.Error())
+		case err != nil:
 			status, answer = statusError, []byte(err.Error())
 		}
-		if err := writeFrame(conn, bw, status, answer); err != nil {
+		err = writeFrame(conn, bw, status, answer)
+		if release != nil {
+			release()
+		}
+		if err != nil {
 			return
 		}
 	}
 }
 
+// writeFrame writes one answer. Error text is cut to maxErrorFrame, what
+// a client accepts of it. A payload bigger than bw's buffer (a shard) goes
+// out with its header in one writev, from the caller's memory: through bw
+// it took a copy of the first 4 KiB and two writes.
 func writeFrame(conn net.Conn, bw *bufio.Writer, status byte, payload []byte) error {
-	if len(payload) > maxErrorFrame {
+	if status != statusOK && len(payload) > maxErrorFrame {
 		payload = payload[:maxErrorFrame]
 	}
 	conn.SetWriteDeadline(time.Now().Add(nsTimeout))
 	var hdr [5]byte
 	binary.BigEndian.PutUint32(hdr[:4], uint32(len(payload)))
 	hdr[4] = status
+	if len(hdr)+len(payload) > bw.Available() {
+		if err := bw.Flush(); err != nil { // empty: every answer is flushed
+			return err
+		}
+		bufs := net.Buffers{hdr[:], payload}
+		_, err := bufs.WriteTo(conn)
+		return err
+	}
 	bw.Write(hdr[:])
 	bw.Write(payload)
 	return bw.Flush()
@@ -377,7 +440,14 @@ func (n *shardNet) dialStream(ctx context.Context, addr string) (*streamConn, er
 // idempotent: ops and shards already held are skipped). A peer that does
 // not know the frame kind gives errNoStream.
 func (n *shardNet) streamCall(ctx context.Context, peer string, kind byte, parts ...[]byte) ([]byte, error) {
-	addr, err := n.dataAddr(peer)
+	return n.streamCallTo(ctx, peer, kind, maxErrorFrame, nil, parts...)
+}
+
+// streamCallTo is streamCall for an answer of up to limit bytes (errors
+// stay bounded by maxErrorFrame), read into buf when it fits (see
+// streamConn.call).
+func (n *shardNet) streamCallTo(ctx context.Context, peer string, kind byte, limit int64, buf []byte, parts ...[]byte) ([]byte, error) {
+	addr, err := n.lookup(peer)
 	if err != nil {
 		return nil, err
 	}
@@ -389,7 +459,7 @@ func (n *shardNet) streamCall(ctx context.Context, peer string, kind byte, parts
 				return nil, err
 			}
 		}
-		answer, answered, err := c.call(ctx, kind, parts)
+		answer, answered, err := c.callTo(ctx, kind, parts, limit, buf)
 		if err == nil || answered {
 			n.streams.put(addr, c)
 			if unknownKind(kind, err) {
@@ -420,6 +490,16 @@ func (e peerFrameError) Error() string { return "peer: " + string(e) }
 // whole answer frame was read (the connection is then still usable); err
 // is then the peer's error, if it sent one.
 func (c *streamConn) call(ctx context.Context, kind byte, parts [][]byte) (answer []byte, answered bool, err error) {
+	return c.callTo(ctx, kind, parts, maxErrorFrame, nil)
+}
+
+// callTo is call for an answer of up to limit bytes, read into buf when it
+// fits (its contents are then overwritten, even when the call fails). The
+// length a peer announces is checked against the limit of its status
+// before anything is allocated or read: an error or a not-found answer is
+// bounded by maxErrorFrame whatever limit is. statusNotFound gives
+// store.ErrShardNotFound.
+func (c *streamConn) callTo(ctx context.Context, kind byte, parts [][]byte, limit int64, buf []byte) (answer []byte, answered bool, err error) {
 	deadline := time.Now().Add(nsTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -447,19 +527,33 @@ func (c *streamConn) call(ctx context.Context, kind byte, parts [][]byte) (answe
 		return nil, false, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:4])
-	if n > maxErrorFrame {
-		return nil, false, fmt.Errorf("answer frame of %d bytes, limit %d", n, maxErrorFrame)
+	status := hdr[4]
+	switch status {
+	case statusOK:
+	case statusError, statusNotFound:
+		limit = maxErrorFrame
+	default:
+		return nil, false, fmt.Errorf("answer with unknown status %d", status)
 	}
-	payload := make([]byte, n)
+	if int64(n) > limit {
+		return nil, false, fmt.Errorf("answer frame of %d bytes, limit %d", n, limit)
+	}
+	var payload []byte
+	if status == statusOK && uint64(cap(buf)) >= uint64(n) {
+		// Straight from the connection's reader into the caller's
+		// buffer: a shard is not copied again.
+		payload = buf[:n]
+	} else {
+		payload = make([]byte, n)
+	}
 	if _, err := io.ReadFull(c.br, payload); err != nil {
 		return nil, false, err
 	}
-	switch hdr[4] {
-	case statusOK:
-		return payload, true, nil
+	switch status {
 	case statusError:
 		return nil, true, peerFrameError(payload)
-	default:
-		return nil, false, fmt.Errorf("answer with unknown status %d", hdr[4])
+	case statusNotFound:
+		return nil, true, fmt.Errorf("%w (peer: %s)", store.ErrShardNotFound, payload)
 	}
+	return payload, true, nil
 }

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/reefproject/reef/addr"
@@ -18,6 +20,16 @@ import (
 // framePair serves frames with handle on one end of a pipe and returns
 // the client end.
 func framePair(t *testing.T, handle func(kind byte, body []byte) ([]byte, error)) *streamConn {
+	t.Helper()
+	return framePairRelease(t, func(kind byte, body []byte) ([]byte, func(), error) {
+		ans, err := handle(kind, body)
+		return ans, nil, err
+	})
+}
+
+// framePairRelease is framePair with a handler that may return a release
+// function.
+func framePairRelease(t *testing.T, handle func(kind byte, body []byte) ([]byte, func(), error)) *streamConn {
 	t.Helper()
 	cli, srv := net.Pipe()
 	done := make(chan struct{})
@@ -95,6 +107,7 @@ func TestStreamOversizedFrame(t *testing.T) {
 		{"ops", frameOps, maxOpsBody + 1},
 		{"shard put", frameShardPut, shardHeaderSize + store.MaxShard + 1},
 		{"shard has", frameShardHas, shardHeaderSize + 1},
+		{"shard get", frameShardGet, shardHeaderSize + 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) { testOversized(t, tt.kind, tt.size) })
 	}
@@ -174,5 +187,185 @@ func TestShardFrameHeader(t *testing.T) {
 		if _, _, _, err := parseShardFrame(tt.b); err == nil {
 			t.Errorf("%s: parsed", tt.name)
 		}
+	}
+}
+
+// frameShardGet end to end: the real routes on an httptest server, the
+// reading peer's shardNet dialing a stream to it.
+func TestStreamGetShard(t *testing.T) {
+	ctx := context.Background()
+	sp := newShardPair(t)
+	a, shards := testShards(t, 1<<20)
+	for _, i := range []int{0, 1} {
+		if _, err := sp.server.putLocal(ctx, store.ShardKey{Addr: a, Index: i}, shards[i], false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := len(shards[0])
+	fits := make([]byte, size+1000)
+	for _, tt := range []struct {
+		name     string
+		index    int
+		buf      []byte
+		notFound bool
+		inPlace  bool
+	}{
+		{"found, nil buffer", 0, nil, false, false},
+		{"found, buffer too small", 1, make([]byte, size-1), false, false},
+		{"found, into the buffer", 0, fits, false, true},
+		{"found again, the same buffer reused", 1, fits, false, true},
+		{"buffer of zero length, enough capacity", 0, fits[:0], false, true},
+		{"not found", 2, fits, true, false},
+		{"found after a not-found (connection still usable)", 1, nil, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			k := store.ShardKey{Addr: a, Index: tt.index}
+			got, err := sp.net.getShardStream(ctx, "server", k, tt.buf)
+			if tt.notFound {
+				if !errors.Is(err, store.ErrShardNotFound) || got != nil {
+					t.Fatalf("getShardStream = %d bytes, %v; want ErrShardNotFound", len(got), err)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, shards[tt.index]) {
+				t.Fatalf("getShardStream = %d bytes, %v; want the %d bytes of shard %d", len(got), err, size, tt.index)
+			}
+			if inPlace := cap(tt.buf) > 0 && &got[0] == &tt.buf[:1][0]; inPlace != tt.inPlace {
+				t.Errorf("result in buf's memory: %v, want %v", inPlace, tt.inPlace)
+			}
+		})
+	}
+	// Every call above used one pooled connection: the stream, not HTTP.
+	if n := len(sp.net.streams.idle[mustLookup(t, sp.net, "server")]); n != 1 {
+		t.Errorf("%d idle stream connections, want 1", n)
+	}
+	// GetShardTo takes the stream too, and maps not-found the same way.
+	if got, err := sp.net.GetShardTo(ctx, "server", store.ShardKey{Addr: a, Index: 1}, fits); err != nil || !bytes.Equal(got, shards[1]) || &got[0] != &fits[0] {
+		t.Errorf("GetShardTo = %d bytes, %v (in place: %v)", len(got), err, len(got) > 0 && &got[0] == &fits[0])
+	}
+	if _, err := sp.net.GetShardTo(ctx, "server", store.ShardKey{Addr: a, Index: 5}, fits); !errors.Is(err, store.ErrShardNotFound) {
+		t.Errorf("GetShardTo of a missing shard: %v, want ErrShardNotFound", err)
+	}
+}
+
+func mustLookup(t *testing.T, n *shardNet, peer string) string {
+	t.Helper()
+	a, err := n.lookup(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// A peer of an older version answers frameShardGet "unknown frame kind":
+// getShardStream says errNoStream and GetShardTo reads over HTTP.
+func TestStreamGetShardOldPeer(t *testing.T) {
+	ctx := context.Background()
+	sp := newShardPair(t)
+	a, shards := testShards(t, 64<<10)
+	k := store.ShardKey{Addr: a, Index: 3}
+	if _, err := sp.server.putLocal(ctx, k, shards[3], false); err != nil {
+		t.Fatal(err)
+	}
+	old := func(kind byte, body []byte) ([]byte, error) {
+		if kind == frameOps {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("unknown frame kind %d", kind)
+	}
+	// The old peer's stream, as the pool would hold it.
+	hp := mustLookup(t, sp.net, "server")
+	sp.net.streams.put(hp, framePair(t, old))
+	if _, err := sp.net.getShardStream(ctx, "server", k, nil); !errors.Is(err, errNoStream) {
+		t.Fatalf("getShardStream from an old peer: %v, want errNoStream", err)
+	}
+	got, err := sp.net.GetShardTo(ctx, "server", k, nil)
+	if err != nil || !bytes.Equal(got, shards[3]) {
+		t.Fatalf("GetShardTo from an old peer = %d bytes, %v; want the shard over HTTP", len(got), err)
+	}
+}
+
+// The server side of frameShardGet: the answer is the handler's buffer,
+// written before release gives it back; a request with flags is refused.
+func TestStreamGetShardServe(t *testing.T) {
+	shard := bytes.Repeat([]byte("shard"), 100<<10) // past bufio's buffer: the writev path
+	var released atomic.Int32
+	var wrongKind int
+	c := framePairRelease(t, func(kind byte, body []byte) ([]byte, func(), error) {
+		if kind != frameShardGet {
+			wrongKind++
+		}
+		k, lazy, rest, err := parseShardFrame(body)
+		if err != nil || lazy || len(rest) != 0 {
+			return nil, nil, fmt.Errorf("bad shard get frame")
+		}
+		if k.Index == 9 {
+			return nil, nil, fmt.Errorf("reading: %w", store.ErrShardNotFound)
+		}
+		// A buffer of its own, wiped on release: an answer written after
+		// release would arrive wiped.
+		b := append([]byte(nil), shard...)
+		return b, func() { clear(b); released.Add(1) }, nil
+	})
+	ctx := context.Background()
+	k := store.ShardKey{Addr: addr.Sum([]byte("chunk")), Index: 1}
+	got, answered, err := c.callTo(ctx, frameShardGet, [][]byte{shardFrameHeader(k, false)}, store.MaxShard, nil)
+	if err != nil || !answered || !bytes.Equal(got, shard) {
+		t.Fatalf("callTo = %d bytes, %v, %v; want the %d-byte shard", len(got), answered, err, len(shard))
+	}
+	k.Index = 9
+	if _, answered, err := c.callTo(ctx, frameShardGet, [][]byte{shardFrameHeader(k, false)}, store.MaxShard, nil); !answered || !errors.Is(err, store.ErrShardNotFound) {
+		t.Errorf("not found: answered %v, err %v; want ErrShardNotFound", answered, err)
+	}
+	// Frames are served in order: the first answer's release has run
+	// before the second was answered.
+	if n := released.Load(); n != 1 {
+		t.Errorf("released %d times, want 1", n)
+	}
+	// The same shard asked for with a limit below its size: refused, and
+	// the connection is not to be reused.
+	k.Index = 1
+	if _, answered, err := c.callTo(ctx, frameShardGet, [][]byte{shardFrameHeader(k, false)}, int64(len(shard)-1), nil); err == nil || answered {
+		t.Errorf("answer over the limit: answered %v, err %v; want refused", answered, err)
+	}
+	if wrongKind != 0 {
+		t.Errorf("%d frames of another kind", wrongKind)
+	}
+}
+
+// The client bounds a frameShardGet answer by what was asked: a shard up
+// to the limit, an error or not-found answer by maxErrorFrame, whatever
+// the limit.
+func TestStreamGetShardBadAnswers(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		status byte
+		size   uint32
+		limit  int64
+	}{
+		{"shard over MaxShard", statusOK, store.MaxShard + 1, store.MaxShard},
+		{"shard of 4 GiB", statusOK, 1<<32 - 1, store.MaxShard},
+		{"error over maxErrorFrame", statusError, maxErrorFrame + 1, store.MaxShard},
+		{"not-found over maxErrorFrame", statusNotFound, maxErrorFrame + 1, store.MaxShard},
+		{"unknown status", 7, 0, store.MaxShard},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cli, srv := net.Pipe()
+			defer cli.Close()
+			go func() {
+				io.ReadFull(srv, make([]byte, 5+shardHeaderSize))
+				var h [5]byte
+				binary.BigEndian.PutUint32(h[:4], tt.size)
+				h[4] = tt.status
+				srv.Write(h[:])
+				srv.Close()
+			}()
+			c := &streamConn{Conn: cli, br: bufio.NewReader(cli)}
+			k := store.ShardKey{Addr: addr.Sum([]byte("chunk"))}
+			_, answered, err := c.callTo(context.Background(), frameShardGet, [][]byte{shardFrameHeader(k, false)}, tt.limit, nil)
+			if err == nil || answered {
+				t.Errorf("callTo = %v, %v; want an error and answered false", answered, err)
+			}
+		})
 	}
 }
