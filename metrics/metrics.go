@@ -57,6 +57,13 @@
 //	                                             op is "put_file", "get_file", "put_chunk", "get_chunk" or "read_at",
 //	                                             result is "ok" or "error"
 //
+// # Peer streams (ObserveStream)
+//
+// op is "ns_ops", "put_shard", "has_shard" or "get_shard"; result "ok", "error" or "not_found".
+//
+//	reef_stream_request_duration_seconds{op,result}  histogram  time to handle a request that arrived on a stream
+//	reef_stream_bytes_total{op,dir}                  counter    payload bytes of requests (in) and answers (out)
+//
 // # FUSE mount (ObserveFUSE)
 //
 //	reef_fuse_requests_total{op,errno}        counter    FUSE requests answered by the mount, by operation
@@ -142,9 +149,12 @@ type Metrics struct {
 	rebalanceBytes  prometheus.Counter
 
 	storeOp *prometheus.HistogramVec // op, result
-	fuseOps *prometheus.CounterVec   // op, errno
-	nsOp    *prometheus.HistogramVec // op
-	fuseDur *prometheus.HistogramVec // op
+
+	streamFrames *prometheus.HistogramVec // op, result
+	streamBytes  *prometheus.CounterVec   // op, dir
+	fuseOps      *prometheus.CounterVec   // op, errno
+	nsOp         *prometheus.HistogramVec // op
+	fuseDur      *prometheus.HistogramVec // op
 	// storeObs holds the observers for storeOps: [0] result="ok", [1] "error".
 	// Written only in New, read-only afterwards.
 	storeObs map[string]*[2]prometheus.Observer
@@ -239,6 +249,17 @@ func New(peer string) *Metrics {
 			m.storeOp.WithLabelValues(op, "error"),
 		}
 	}
+
+	m.streamFrames = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "reef_stream_request_duration_seconds",
+		Help:    "Time to handle a request that arrived on a peer stream (shard writes and reads, namespace pushes), by operation and result (ok, error, not_found).",
+		Buckets: Buckets,
+	}, []string{"op", "result"})
+	m.streamBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "reef_stream_bytes_total",
+		Help: "Payload bytes of stream requests and answers, by operation and direction (in, out).",
+	}, []string{"op", "dir"})
+	r.MustRegister(m.streamFrames, m.streamBytes)
 
 	m.fuseOps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "reef_fuse_requests_total",
@@ -376,6 +397,19 @@ func (m *Metrics) ObserveFUSE(op, errno string, d time.Duration) {
 // in reef_ns_seconds.
 func (m *Metrics) ObserveNS(op string, d time.Duration) {
 	m.nsOp.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// ObserveStream records one request served on a peer stream:
+// reef_stream_request_duration_seconds{op,result} and
+// reef_stream_bytes_total{op,dir}. result is "ok", "error" or "not_found".
+func (m *Metrics) ObserveStream(op, result string, d time.Duration, in, out int) {
+	m.streamFrames.WithLabelValues(op, result).Observe(d.Seconds())
+	if in > 0 {
+		m.streamBytes.WithLabelValues(op, "in").Add(float64(in))
+	}
+	if out > 0 {
+		m.streamBytes.WithLabelValues(op, "out").Add(float64(out))
+	}
 }
 
 // SetMembers sets reef_members{state="alive|suspect|dead|left"}.

@@ -149,6 +149,21 @@ func TestSetters(t *testing.T) {
 		{"ObserveStore other op", func(m *Metrics) { m.ObserveStore("delete", 1, nil) }, map[string]float64{
 			`reef_store_op_seconds_count{op="delete",peer="p1",result="ok"}`: 1,
 		}},
+		{"ObserveStream", func(m *Metrics) {
+			m.ObserveStream("put_shard", "ok", 2*time.Millisecond, 65536, 1)
+			m.ObserveStream("put_shard", "ok", time.Millisecond, 65536, 1)
+			m.ObserveStream("get_shard", "not_found", time.Millisecond, 35, 0)
+		}, map[string]float64{
+			`reef_stream_request_duration_seconds_count{op="put_shard",peer="p1",result="ok"}`:        2,
+			`reef_stream_request_duration_seconds_sum{op="put_shard",peer="p1",result="ok"}`:          0.003,
+			`reef_stream_bytes_total{dir="in",op="put_shard",peer="p1"}`:                              131072,
+			`reef_stream_bytes_total{dir="out",op="put_shard",peer="p1"}`:                             2,
+			`reef_stream_request_duration_seconds_count{op="get_shard",peer="p1",result="not_found"}`: 1,
+			`reef_stream_bytes_total{dir="in",op="get_shard",peer="p1"}`:                              35,
+		}},
+		{"WatchUnsynced", func(m *Metrics) { m.WatchUnsynced(func() int64 { return 7 }) }, map[string]float64{
+			`reef_shard_writes_unsynced{peer="p1"}`: 7,
+		}},
 		{"SetMembers", func(m *Metrics) { m.SetMembers(3, 1, 2, 4) }, map[string]float64{
 			`reef_members{peer="p1",state="alive"}`:   3,
 			`reef_members{peer="p1",state="suspect"}`: 1,

@@ -103,17 +103,46 @@ func (p *Peer) handleStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	serveFrames(conn, brw.Reader, bufio.NewWriter(conn), frameLimit, func(kind byte, body []byte) ([]byte, func(), error) {
-		switch kind {
-		case frameOps:
-			return nil, nil, p.applyOps(body)
-		case frameShardPut, frameShardHas:
-			ans, err := p.streamShard(kind, body)
-			return ans, nil, err
-		case frameShardGet:
-			return p.streamGetShard(body)
+		t0 := time.Now()
+		ans, release, err := p.serveFrame(kind, body)
+		result := "ok"
+		switch {
+		case errors.Is(err, store.ErrShardNotFound):
+			result = "not_found"
+		case err != nil:
+			result = "error"
 		}
-		return nil, nil, fmt.Errorf("unknown frame kind %d", kind)
+		p.metrics.ObserveStream(frameName(kind), result, time.Since(t0), len(body), len(ans))
+		return ans, release, err
 	})
+}
+
+func (p *Peer) serveFrame(kind byte, body []byte) ([]byte, func(), error) {
+	switch kind {
+	case frameOps:
+		return nil, nil, p.applyOps(body)
+	case frameShardPut, frameShardHas:
+		ans, err := p.streamShard(kind, body)
+		return ans, nil, err
+	case frameShardGet:
+		return p.streamGetShard(body)
+	}
+	return nil, nil, fmt.Errorf("unknown frame kind %d", kind)
+}
+
+// frameName is a frame kind's op label in the stream metrics.
+func frameName(kind byte) string {
+	switch kind {
+	case frameOps:
+		return "ns_ops"
+	case frameShardPut:
+		return "put_shard"
+	case frameShardHas:
+		return "has_shard"
+	case frameShardGet:
+		return "get_shard"
+	}
+	return "unknown"
 }
 
 // frameLimit bounds a request frame's payload by its kind.
