@@ -494,8 +494,21 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m, size int) ([
 	live := s.cfg.Members()
 	placed := s.cfg.Placement()
 	var queue []cand
-	if k > 0 {
+	// guess: the coding of a root manifest is not known, but it is most
+	// likely this store's own, so its data shards are asked for where that
+	// coding places them, all at once; only when none turns up are the live
+	// peers asked which shards they hold (a round of list requests to every
+	// peer before each file's first read, otherwise).
+	guess := 0
+	switch {
+	case k > 0:
 		for i, h := range placement.Place(a[:], k+m, placed) {
+			queue = append(queue, cand{i, h.ID})
+		}
+	case s.cfg.K > 0:
+		guess = s.cfg.K
+		hs := placement.Place(a[:], s.cfg.K+s.cfg.M, placed)
+		for i, h := range hs[:min(len(hs), s.cfg.K)] {
 			queue = append(queue, cand{i, h.ID})
 		}
 	}
@@ -529,7 +542,7 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m, size int) ([
 	}
 	need := func() int {
 		if k == 0 {
-			return 1
+			return max(guess, 1)
 		}
 		return k
 	}

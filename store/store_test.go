@@ -587,3 +587,55 @@ func TestReadBuffersNotShared(t *testing.T) {
 		})
 	}
 }
+
+// TestRootWithoutListing: a file's root manifest, whose coding the reader
+// does not know, is fetched where the reader's own coding places it, with
+// no round of shard lists when it is there (per-shard rankings do not
+// depend on the coding, so another coding's first shards are found too),
+// and still found by listing when the shards sit elsewhere (written while
+// the writer saw other members).
+func TestRootWithoutListing(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		wk, wm    int    // the writer's coding
+		sees      string // the only members the writer sees ("" = all)
+		wantLists bool
+	}{
+		{"same coding", 4, 2, "", false},
+		{"other coding", 2, 1, "", false},
+		{"placed elsewhere", 2, 1, "p3 p4 p5", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newFakeNet(6)
+			w := newTestStore(t, n, tc.wk, tc.wm)
+			if tc.sees != "" {
+				var ms []placement.Member
+				for _, id := range strings.Fields(tc.sees) {
+					ms = append(ms, placement.Member{ID: id, Weight: 1})
+				}
+				w.cfg.Members = func() []placement.Member { return ms }
+				w.cfg.Placement = w.cfg.Members
+			}
+			data := randBytes(300<<10, 31)
+			a, _, err := w.PutFile(ctx, bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := newTestStore(t, n, 4, 2)
+			n.mu.Lock()
+			n.lists = 0
+			n.mu.Unlock()
+			var out bytes.Buffer
+			if _, err := r.WriteFile(ctx, a, &out); err != nil || !bytes.Equal(out.Bytes(), data) {
+				t.Fatalf("read back: %v", err)
+			}
+			n.mu.Lock()
+			lists := n.lists
+			n.mu.Unlock()
+			if got := lists > 0; got != tc.wantLists {
+				t.Errorf("%d shard lists to read the file; want lists: %v", lists, tc.wantLists)
+			}
+		})
+	}
+}
