@@ -183,14 +183,13 @@ func (d *Dir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Nod
 
 // Link makes a hard link to old.
 func (d *Dir) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) (fusefs.Node, error) {
-	f, ok := old.(*File)
+	// Files, symlinks and special files can have several names (link(2)
+	// does not follow a symlink on Linux); directories cannot.
+	l, ok := old.(dentried)
 	if !ok {
-		if _, isDir := old.(*Dir); isDir {
-			return nil, fuse.Errno(syscall.EPERM)
-		}
-		return nil, fuse.Errno(syscall.EPERM) // hard links to symlinks are not supported
+		return nil, fuse.Errno(syscall.EPERM)
 	}
-	e, err := d.fs.cfg.Tree.Link(ctx, f.getDentry(), d.id(), req.NewName)
+	e, err := d.fs.cfg.Tree.Link(ctx, l.getDentry(), d.id(), req.NewName)
 	if err != nil {
 		return nil, errno(d.fs.log, "link", err)
 	}
@@ -238,7 +237,10 @@ func (d *Dir) Forget() {
 }
 
 // Symlink is a symbolic link.
-type Symlink struct{ bareNode }
+type Symlink struct {
+	bareNode
+	linkable
+}
 
 var (
 	_ fusefs.Node           = (*Symlink)(nil)

@@ -19,9 +19,21 @@ import (
 // File is a regular file: one node per inode, whatever its links.
 type File struct {
 	bareNode // fs, ino and the extended-attribute calls (Getxattr is File's)
+	linkable
+}
 
+// linkable is the part of a node that can have several names (a file, a
+// symlink, a special file): one of its dentries, the one link(2) names
+// (the namespace links by dentry, the kernel by inode).
+type linkable struct {
 	mu     sync.Mutex // guards dentry
 	dentry namespace.NodeID
+}
+
+// dentried is a node that knows one of its dentries.
+type dentried interface {
+	setDentry(namespace.NodeID)
+	getDentry() namespace.NodeID
 }
 
 var (
@@ -36,16 +48,16 @@ var (
 	_ fusefs.NodeRemovexattrer = (*File)(nil)
 )
 
-func (f *File) setDentry(d namespace.NodeID) {
-	f.mu.Lock()
-	f.dentry = d
-	f.mu.Unlock()
+func (l *linkable) setDentry(d namespace.NodeID) {
+	l.mu.Lock()
+	l.dentry = d
+	l.mu.Unlock()
 }
 
-func (f *File) getDentry() namespace.NodeID {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.dentry
+func (l *linkable) getDentry() namespace.NodeID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dentry
 }
 
 // Attr reports the file's attributes; while this mount has unsaved writes,

@@ -142,8 +142,8 @@ func (f *FS) node(dentry namespace.NodeID, in namespace.Inode) fusefs.Node {
 	defer f.mu.Unlock()
 	f.last[ino] = in
 	if n, ok := f.nodes[ino]; ok {
-		if fl, ok := n.(*File); ok {
-			fl.setDentry(dentry)
+		if d, ok := n.(dentried); ok {
+			d.setDentry(dentry)
 		}
 		return n
 	}
@@ -152,11 +152,11 @@ func (f *FS) node(dentry namespace.NodeID, in namespace.Inode) fusefs.Node {
 	case namespace.Dir:
 		n = &Dir{bareNode{fs: f, ino: ino}}
 	case namespace.Symlink:
-		n = &Symlink{bareNode{fs: f, ino: ino}}
+		n = &Symlink{bareNode: bareNode{fs: f, ino: ino}, linkable: linkable{dentry: dentry}}
 	case namespace.Fifo, namespace.Socket, namespace.CharDev, namespace.BlockDev:
-		n = &Special{bareNode{fs: f, ino: ino}}
+		n = &Special{bareNode: bareNode{fs: f, ino: ino}, linkable: linkable{dentry: dentry}}
 	default:
-		n = &File{bareNode: bareNode{fs: f, ino: ino}, dentry: dentry}
+		n = &File{bareNode: bareNode{fs: f, ino: ino}, linkable: linkable{dentry: dentry}}
 	}
 	f.nodes[ino] = n
 	return n

@@ -12,7 +12,10 @@ import (
 // and extended attributes but no content: the kernel opens such files
 // itself (a FIFO is a pipe on this machine; devices cannot be opened on
 // the nodev mount).
-type Special struct{ bareNode }
+type Special struct {
+	bareNode
+	linkable
+}
 
 var (
 	_ fusefs.Node              = (*Special)(nil)

@@ -183,6 +183,51 @@ func TestPOSIXSemantics(t *testing.T) {
 			t.Errorf("second rsync -ai of a tree with a fifo: %v\n%s", err, out)
 		}
 	})
+	t.Run("hard links to symlinks and special files", func(t *testing.T) {
+		// link(2) does not follow a symlink on Linux: cp -a, rsync -H and
+		// tar keep such links, and POSIX suites link every file type.
+		// They failed with EPERM.
+		dir := filepath.Join(A, "links")
+		os.Mkdir(dir, 0o755)
+		if err := os.Symlink("target/elsewhere", filepath.Join(dir, "sym")); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"sym", "fifo"} {
+			if err := syscall.Link(filepath.Join(dir, name), filepath.Join(dir, name+"2")); err != nil {
+				t.Fatalf("link %s: %v", name, err)
+			}
+		}
+		for _, m := range []string{A, B} {
+			waitFor(t, "links on "+m, 10*time.Second, func() (bool, string) {
+				for _, name := range []string{"sym", "fifo"} {
+					var a, b syscall.Stat_t
+					if err := syscall.Lstat(filepath.Join(m, "links", name), &a); err != nil {
+						return false, err.Error()
+					}
+					if err := syscall.Lstat(filepath.Join(m, "links", name+"2"), &b); err != nil {
+						return false, err.Error()
+					}
+					if a.Ino != b.Ino || a.Nlink != 2 || b.Mode != a.Mode {
+						return false, fmt.Sprintf("%s: inodes %d and %d, nlink %d, modes %#o %#o", name, a.Ino, b.Ino, a.Nlink, a.Mode, b.Mode)
+					}
+				}
+				if got, err := os.Readlink(filepath.Join(m, "links", "sym2")); err != nil || got != "target/elsewhere" {
+					return false, fmt.Sprintf("readlink sym2: %q, %v", got, err)
+				}
+				return true, ""
+			})
+		}
+		if err := os.Remove(filepath.Join(dir, "sym")); err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(filepath.Join(dir, "sym2"), &st); err != nil || st.Nlink != 1 {
+			t.Errorf("sym2 after removing sym: nlink %d, %v; want 1", st.Nlink, err)
+		}
+	})
 	t.Run("mtime of a write shows at once", func(t *testing.T) {
 		p := filepath.Join(A, "written")
 		if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
