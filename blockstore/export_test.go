@@ -5,7 +5,6 @@ func SyncCount(s *Store) uint64 { return s.syncs.Load() }
 
 // Unsynced returns how many committed writes no finished sync covers yet.
 func Unsynced(s *Store) uint64 {
-	s.smu.Lock()
-	defer s.smu.Unlock()
-	return s.written.Load() - s.synced
+	synced := s.synced.Load()
+	return s.written.Load() - synced
 }

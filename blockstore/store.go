@@ -107,7 +107,7 @@ type Store struct {
 	written  atomic.Uint64
 	smu      sync.Mutex
 	scond    *sync.Cond
-	synced   uint64
+	synced   atomic.Uint64 // written under smu, read without it
 	syncing  bool
 	syncs    atomic.Uint64 // syncs done (tests)
 	syncDone chan struct{}
@@ -333,17 +333,7 @@ func readRecord(txn *badger.Txn, mkey []byte) (rec record, found bool, err error
 // an earlier lazy write of it to be synced). Concurrent Puts share syncs.
 // Put does not retain val.
 func (s *Store) Put(ctx context.Context, key, val []byte) error {
-	if err := s.enter(ctx); err != nil {
-		return fmt.Errorf("blockstore: put %x: %w", key, err)
-	}
-	defer s.exit()
-	if err := s.put(key, val); err != nil {
-		return fmt.Errorf("blockstore: put %x: %w", key, err)
-	}
-	if err := s.syncTo(s.written.Load()); err != nil {
-		return fmt.Errorf("blockstore: put %x: %w", key, err)
-	}
-	return nil
+	return s.putSynced(ctx, key, val, true)
 }
 
 // PutLazy is Put without waiting for the disk: when it returns nil the
@@ -353,11 +343,20 @@ func (s *Store) Put(ctx context.Context, key, val []byte) error {
 // (a power cut of one machine loses only that machine's share), with Sync
 // for fsync(2).
 func (s *Store) PutLazy(ctx context.Context, key, val []byte) error {
+	return s.putSynced(ctx, key, val, false)
+}
+
+// putSynced is Put (wait) or PutLazy.
+func (s *Store) putSynced(ctx context.Context, key, val []byte, wait bool) error {
 	if err := s.enter(ctx); err != nil {
 		return fmt.Errorf("blockstore: put %x: %w", key, err)
 	}
 	defer s.exit()
-	if err := s.put(key, val); err != nil {
+	err := s.put(key, val)
+	if err == nil && wait {
+		err = s.syncTo(s.written.Load())
+	}
+	if err != nil {
 		return fmt.Errorf("blockstore: put %x: %w", key, err)
 	}
 	return nil
@@ -383,7 +382,7 @@ func (s *Store) Sync(ctx context.Context) error {
 func (s *Store) syncTo(target uint64) error {
 	s.smu.Lock()
 	defer s.smu.Unlock()
-	for s.synced < target {
+	for s.synced.Load() < target {
 		if s.syncing {
 			s.scond.Wait()
 			continue
@@ -396,7 +395,7 @@ func (s *Store) syncTo(target uint64) error {
 		s.smu.Lock()
 		s.syncing = false
 		if err == nil {
-			s.synced = max(s.synced, upto)
+			s.synced.Store(max(s.synced.Load(), upto))
 		}
 		s.scond.Broadcast()
 		if err != nil {
@@ -417,10 +416,7 @@ func (s *Store) syncLoop(interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		s.smu.Lock()
-		behind := s.synced < s.written.Load()
-		s.smu.Unlock()
-		if behind {
+		if s.synced.Load() < s.written.Load() {
 			if err := s.syncTo(s.written.Load()); err != nil {
 				// Lazily written values may be lost to a power cut:
 				// scrub and repair find and rebuild them from the
@@ -724,9 +720,10 @@ func (e userError) Error() string { return e.err.Error() }
 // Stats returns the number of values and the sum of their lengths. It is
 // O(1): counters are loaded at Open and kept up to date by Put and Delete.
 func (s *Store) Stats() Stats {
-	s.smu.Lock()
-	unsynced := int64(s.written.Load() - s.synced)
-	s.smu.Unlock()
+	// synced first: it never passes written, so the difference is >= 0.
+	// No lock: this is on every shard write's path (the capacity check).
+	synced := s.synced.Load()
+	unsynced := int64(s.written.Load() - synced)
 	return Stats{Count: s.count.Load(), Bytes: s.bytes.Load(), Unsynced: unsynced}
 }
 

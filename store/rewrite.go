@@ -81,11 +81,7 @@ func (s *Store) PutRange(ctx context.Context, base addr.Addr, r io.ReaderAt, siz
 			readErr = err
 			break
 		}
-		bp := s.bufs.Get().(*[]byte)
-		data := append((*bp)[:0], c...)
-		e := &Entry{}
-		fresh = append(fresh, e)
-		u.chunk(data, e, func() { *bp = data[:0]; s.bufs.Put(bp) })
+		fresh = append(fresh, u.chunk(c))
 		st.NewChunks++
 		pos += int64(len(c))
 	}
@@ -107,16 +103,7 @@ func (s *Store) PutRange(ctx context.Context, base addr.Addr, r io.ReaderAt, siz
 			root, merr = u.manifests(entries, kindData)
 		}
 	}
-	_, _, err = u.wait()
-	switch {
-	case readErr != nil:
-		return addr.Addr{}, st, fmt.Errorf("store: read: %w", readErr)
-	case err != nil:
-		return addr.Addr{}, st, err
-	case merr != nil:
-		return addr.Addr{}, st, merr
-	}
-	if err := ctx.Err(); err != nil {
+	if _, _, err := u.finish(ctx, readErr, merr); err != nil {
 		return addr.Addr{}, st, err
 	}
 	return root.Addr, st, nil

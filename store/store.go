@@ -192,11 +192,7 @@ func (s *Store) PutFile(ctx context.Context, r io.Reader) (addr.Addr, PutStats, 
 			readErr = err
 			break
 		}
-		bp := s.bufs.Get().(*[]byte)
-		data := append((*bp)[:0], c...)
-		e := &Entry{}
-		entries = append(entries, e)
-		u.chunk(data, e, func() { *bp = data[:0]; s.bufs.Put(bp) })
+		entries = append(entries, u.chunk(c))
 	}
 	var root Entry
 	var merr error
@@ -209,16 +205,8 @@ func (s *Store) PutFile(ctx context.Context, r io.Reader) (addr.Addr, PutStats, 
 		st.Chunks = len(flat)
 		root, merr = u.manifests(flat, kindData)
 	}
-	st.NewShards, st.DupShards, err = u.wait()
-	switch {
-	case readErr != nil:
-		return addr.Addr{}, st, fmt.Errorf("store: read input: %w", readErr)
-	case err != nil:
-		return addr.Addr{}, st, err
-	case merr != nil:
-		return addr.Addr{}, st, merr
-	}
-	if err := ctx.Err(); err != nil {
+	st.NewShards, st.DupShards, err = u.finish(ctx, readErr, merr)
+	if err != nil {
 		return addr.Addr{}, st, err
 	}
 	return root.Addr, st, nil

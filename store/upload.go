@@ -37,15 +37,16 @@ func (s *Store) newUpload(ctx context.Context) *upload {
 	return &upload{s: s, g: g, ctx: gctx}
 }
 
-// chunk seals data and stores it in the background; *e is set once it is
-// sealed (after u.waitSealed). release, if set, is called when data is no
-// longer needed.
-func (u *upload) chunk(data []byte, e *Entry, release func()) {
+// chunk copies c (the chunker's buffer, which its next call reuses) into
+// a pooled buffer, seals it and stores it in the background. The entry it
+// returns is set once the chunk is sealed (after u.waitSealed).
+func (u *upload) chunk(c []byte) *Entry {
+	bp := u.s.bufs.Get().(*[]byte)
+	data := append((*bp)[:0], c...)
+	e := &Entry{}
 	u.sealed.Add(1)
 	u.g.Go(func() error {
-		if release != nil {
-			defer release()
-		}
+		defer func() { *bp = data[:0]; u.s.bufs.Put(bp) }()
 		blob, done, got, err := u.s.seal(data)
 		if err != nil {
 			u.sealed.Done()
@@ -56,6 +57,7 @@ func (u *upload) chunk(data []byte, e *Entry, release func()) {
 		u.sealed.Done()
 		return u.stripe(got.Addr, blob)
 	})
+	return e
 }
 
 // blob stores an already sealed blob in the background; done is called when
@@ -77,18 +79,29 @@ func (u *upload) stripe(a addr.Addr, blob []byte) error {
 }
 
 // waitSealed waits until every queued chunk is sealed, and reports whether
-// all of them were (a failure cancels the upload: see wait for the error).
+// all of them were (a failure cancels the upload: finish returns the error).
 func (u *upload) waitSealed() bool {
 	u.sealed.Wait()
 	return u.ctx.Err() == nil
 }
 
-// wait waits for every blob to be stored and returns the first error.
-func (u *upload) wait() (nw, dup int, err error) {
+// finish waits for every blob to be stored and returns the shards stored
+// and found held, and the first error of: reading the input (readErr),
+// storing, sealing the manifest (merr), the caller's context.
+func (u *upload) finish(ctx context.Context, readErr, merr error) (nw, dup int, err error) {
 	err = u.g.Wait()
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.nw, u.dup, err
+	nw, dup = u.nw, u.dup
+	u.mu.Unlock()
+	switch {
+	case readErr != nil:
+		return nw, dup, fmt.Errorf("store: read input: %w", readErr)
+	case err != nil:
+		return nw, dup, err
+	case merr != nil:
+		return nw, dup, merr
+	}
+	return nw, dup, ctx.Err()
 }
 
 // manifests seals entries as one manifest, or as a tree when they do not fit
