@@ -80,6 +80,8 @@ func (lk *lockedKeys) all() []uint64 {
 // DB provides the various functions required to interact with Badger.
 // DB is thread-safe.
 type DB struct {
+	vlogOpen atomic.Bool // (reef patch) the value log is open: flushes may sync it
+
 	testOnlyDBExtensions
 
 	lock sync.RWMutex // Guards list of inmemory tables, not individual reads and writes.
@@ -378,6 +380,16 @@ func Open(opt Options) (*DB, error) {
 
 	if err = db.vlog.open(db); err != nil {
 		return db, y.Wrapf(err, "During db.vlog.open")
+	}
+	// (reef patch) From here on memtable flushes sync the value log first
+	// (see handleMemTableFlush); the memtables replayed from their logs and
+	// flushed while the value log was opening point into what the previous
+	// run wrote, synced here once.
+	db.vlogOpen.Store(true)
+	if !opt.ReadOnly && !opt.SyncWrites && !opt.InMemory {
+		if err := db.vlog.sync(); err != nil {
+			return db, y.Wrapf(err, "syncing the value log at open")
+		}
 	}
 
 	// Let's advance nextTxnTs to one more than whatever we observed via
@@ -1124,7 +1136,7 @@ func (db *DB) handleMemTableFlush(mt *memTable, dropPrefixes [][]byte) error {
 	// (reef patch) Without SyncWrites, put the value log on disk before a
 	// table pointing into it does (the memtable's log, which would have
 	// been replayed, is deleted after the flush).
-	if !db.opt.SyncWrites && !db.opt.InMemory {
+	if !db.opt.SyncWrites && !db.opt.InMemory && db.vlogOpen.Load() {
 		if err := db.vlog.sync(); err != nil {
 			return y.Wrap(err, "syncing the value log before a memtable flush")
 		}
