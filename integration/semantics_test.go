@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -386,4 +387,80 @@ func TestFsyncSyncsShards(t *testing.T) {
 	}
 	c.put(peers[2], src)
 	allSynced(t, "reef put")
+}
+
+// TestStoppedPeer: a peer that stops answering without closing its
+// connections (SIGSTOP: a hung process, or a link that drops packets) must
+// not hold up closes, fsyncs and reads until the 10 s request timeout while
+// membership has not given up on it yet. Peer 3 is one of mount A's ring
+// neighbours, so it is in the quorum of every namespace push from A, and
+// with 6 peers and k+m = 6 it holds a shard of every stripe.
+func TestStoppedPeer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process FUSE test; run without -short")
+	}
+	c, peers, A, B := mountCluster(t)
+	before := randBytes(3<<20, 40)
+	if err := os.WriteFile(filepath.Join(A, "before"), before, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stopped := peers[2]
+	if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			stopped.cmd.Process.Signal(syscall.SIGCONT)
+			resumed = true
+		}
+	}
+	defer resume()
+	// The request timeout is 10 s: an operation that waited for the stopped
+	// peer takes at least that long. The bound is no speed goal, only what
+	// tells waiting for it from not.
+	const bound = 7 * time.Second
+	step := func(what string, f func() error) {
+		t.Helper()
+		t0 := time.Now()
+		if err := f(); err != nil {
+			t.Fatalf("%s with %s stopped: %v", what, stopped.name, err)
+		}
+		if took := time.Since(t0); took > bound {
+			t.Errorf("%s with %s stopped took %v: it waited for the stopped peer", what, stopped.name, took.Round(time.Millisecond))
+		}
+	}
+	small := []byte("written while a peer is stopped\n")
+	big := randBytes(2<<20, 41)
+	step("close of a small file", func() error { return os.WriteFile(filepath.Join(A, "small"), small, 0o644) })
+	step("close of a 2 MiB file", func() error { return os.WriteFile(filepath.Join(A, "big"), big, 0o644) })
+	step("fsync", func() error {
+		f, err := os.OpenFile(filepath.Join(A, "big"), os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Sync()
+	})
+	for name, want := range map[string][]byte{"before": before, "small": small, "big": big} {
+		step("read of "+name+" through B", func() error {
+			var got []byte
+			var err error
+			waitFor(t, name+" on B", 10*time.Second, func() (bool, string) {
+				got, err = os.ReadFile(filepath.Join(B, name))
+				if err != nil {
+					return false, err.Error()
+				}
+				return bytes.Equal(got, want), fmt.Sprintf("%d bytes, want %d", len(got), len(want))
+			})
+			return err
+		})
+	}
+	resume()
+	c.waitStates(peers[0], map[string]string{stopped.name: "alive"}, 30*time.Second)
+	for name, want := range map[string][]byte{"before": before, "small": small, "big": big} {
+		if got, err := os.ReadFile(filepath.Join(A, name)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s through A after %s resumed: %v", name, stopped.name, err)
+		}
+	}
 }

@@ -87,6 +87,9 @@ type Peer struct {
 	inbox   *inbox       // pushed namespace ops (inbox.go)
 	mount   *fs.Mount
 
+	slowMu   sync.Mutex           // guards slowPush
+	slowPush map[string]time.Time // peers that held up a push: when (replicate.go)
+
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once

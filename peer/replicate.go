@@ -337,12 +337,15 @@ func (p *Peer) push(ops []namespace.Op) error {
 	sort.Strings(ids)
 	at := sort.SearchStrings(ids, p.id)
 	ring := append(ids[at:len(ids):len(ids)], ids[:at]...)
-	var first, rest []string
+	var first, rest, late []string
 	buddies := 0
+	slow := p.slowPushers()
 	for _, id := range ring {
 		switch {
 		case mounted[id]:
 			first = append(first, id)
+		case slow[id]:
+			late = append(late, id) // the quorum's last resort
 		case buddies < need:
 			first = append(first, id)
 			buddies++
@@ -350,45 +353,118 @@ func (p *Peer) push(ops []namespace.Op) error {
 			rest = append(rest, id)
 		}
 	}
-	got, errs := p.pushTo(first, body, need)
-	if got < need && len(rest) > 0 {
-		more, errs2 := p.pushTo(rest, body, need-got)
-		got += more
-		errs = append(errs, errs2...)
-	}
+	got, errs := p.pushTo(first, append(rest, late...), body, need)
 	if got >= need {
 		return nil
 	}
 	return fmt.Errorf("change held by %d other peers, need %d: %s", got, need, strings.Join(errs, "; "))
 }
 
-// pushTo sends body to peers in parallel and returns once need of them
+// pushHedge is how long a push waits for its quorum before it also asks the
+// next peers of the ring.
+const pushHedge = 250 * time.Millisecond
+
+// pushSlowFor is how long a peer that held up a push is passed over as a
+// quorum member, unless it answers a push before.
+const pushSlowFor = 30 * time.Second
+
+// pushTo sends body to first in parallel and returns once need of them
 // acknowledged (the others finish in the background) or all answered.
-func (p *Peer) pushTo(peers []string, body []byte, need int) (int, []string) {
-	acks := make(chan error, len(peers))
+// Each failure brings in the next peer of spare, and so does each
+// pushHedge without the quorum: a peer that hangs (stopped, or cut off
+// without a reset) holds up a close for pushHedge, not for the request
+// timeout, and is then passed over (markPushSlow) until it answers again
+// or membership gives up on it.
+func (p *Peer) pushTo(first, spare []string, body []byte, need int) (int, []string) {
+	type ack struct {
+		peer string
+		err  error
+	}
+	acks := make(chan ack, len(first)+len(spare))
 	bg, cancel := context.WithTimeout(context.Background(), nsTimeout)
 	var wg sync.WaitGroup
-	for _, o := range peers {
+	waiting := map[string]bool{}
+	start := func(o string) {
+		waiting[o] = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			acks <- p.pushOps(bg, o, body)
+			acks <- ack{o, p.pushOps(bg, o, body)}
 		}()
 	}
-	go func() { wg.Wait(); cancel() }()
+	for _, o := range first {
+		start(o)
+	}
+	defer func() { go func() { wg.Wait(); cancel() }() }()
+	hedge := time.NewTimer(pushHedge)
+	defer hedge.Stop()
 	var errs []string
 	got := 0
-	for range peers {
-		if got >= need {
-			break
-		}
-		if err := <-acks; err != nil {
-			errs = append(errs, err.Error())
-		} else {
+	for got < need && len(waiting) > 0 {
+		select {
+		case a := <-acks:
+			delete(waiting, a.peer)
+			if a.err != nil {
+				errs = append(errs, a.err.Error())
+				if len(spare) > 0 {
+					start(spare[0])
+					spare = spare[1:]
+				}
+				continue
+			}
+			p.pushAnswered(a.peer)
 			got++
+		case <-hedge.C:
+			var lag []string
+			for o := range waiting {
+				lag = append(lag, o)
+			}
+			p.markPushSlow(lag)
+			for range min(need-got, len(spare)) {
+				p.log.Warn("namespace push slow, asking another peer", "waiting_for", lag, "also", spare[0])
+				start(spare[0])
+				spare = spare[1:]
+			}
+			hedge.Reset(pushHedge)
 		}
 	}
 	return got, errs
+}
+
+// slowPushers returns the peers passed over as quorum members now.
+func (p *Peer) slowPushers() map[string]bool {
+	p.slowMu.Lock()
+	defer p.slowMu.Unlock()
+	if len(p.slowPush) == 0 {
+		return nil
+	}
+	now := time.Now()
+	out := map[string]bool{}
+	for o, t := range p.slowPush {
+		if now.Sub(t) > pushSlowFor {
+			delete(p.slowPush, o)
+			continue
+		}
+		out[o] = true
+	}
+	return out
+}
+
+func (p *Peer) markPushSlow(peers []string) {
+	p.slowMu.Lock()
+	defer p.slowMu.Unlock()
+	if p.slowPush == nil {
+		p.slowPush = map[string]time.Time{}
+	}
+	for _, o := range peers {
+		p.slowPush[o] = time.Now()
+	}
+}
+
+func (p *Peer) pushAnswered(peer string) {
+	p.slowMu.Lock()
+	defer p.slowMu.Unlock()
+	delete(p.slowPush, peer)
 }
 
 func (p *Peer) pushOps(ctx context.Context, peer string, body []byte) error {

@@ -18,7 +18,8 @@
 # during the operation, then the machine's busy CPU seconds. With PROFILE_DIR
 # set, CPU profiles of PROFILE_PEERS (1 2) are taken for PROFILE_SECONDS (15)
 # from the start of the operation. With METRICS_DIR set, every peer's
-# /metrics is saved after the operation. Meant for a
+# /metrics is saved after the operation. MOUNT_ENV and PEER_ENV are
+# VAR=value words set for the mounting peer and the others. Meant for a
 # quiet machine: these VMs are noisy, compare runs of one invocation only.
 set -euo pipefail
 [ $# -ge 3 ] || { echo "usage: $0 write|read|untar|small ROUNDS BIN..." >&2; exit 2; }
@@ -65,7 +66,9 @@ run() {
 		local extra=()
 		[ "$i" -gt 1 ] && extra+=(--join "127.0.0.1:$((base + 1))")
 		[ "$i" = 1 ] && extra+=(--mount "$d/mnt")
-		setsid "$bin" serve --data "$d/p$i" --key "$d/key" --name "peer$i" \
+		local envs=()
+		if [ "$i" = 1 ]; then envs=(${MOUNT_ENV:-}); else envs=(${PEER_ENV:-}); fi
+		env "${envs[@]}" setsid "$bin" serve --data "$d/p$i" --key "$d/key" --name "peer$i" \
 			--listen "127.0.0.$i:$base" --gossip "127.0.0.$i:$((base + 1))" --k 4 --m 2 \
 			"${extra[@]}" --log-level warn >"$d/p$i.out" 2>"$d/p$i.log" </dev/null &
 		pids+=($!)

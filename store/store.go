@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/reefproject/reef/addr"
@@ -111,6 +112,10 @@ type Store struct {
 	fetched bufpool.Pool
 	log     *slog.Logger
 	cache   *readCache
+
+	slowMu sync.Mutex           // guards slow
+	slow   map[string]time.Time // peers that held up a shard write: when
+	nslow  atomic.Int32         // len(slow), read without the lock
 }
 
 // shardFetchBudget bounds a background read-ahead.
@@ -240,6 +245,21 @@ func (s *Store) storeStripe(ctx context.Context, a addr.Addr, blob []byte) (int,
 		return 0, 0, fmt.Errorf("store: chunk %s: no live peers: %w", a.Short(), ErrUnavailable)
 	}
 	n := len(shards)
+	// Peers that held up a shard request lately are left out while enough
+	// others remain, as if they were down: each stripe would wait for them
+	// until its hedge otherwise. (Rebalance moves the shards to their
+	// placement once the peer is quick again.)
+	if slow := s.slowNow(); len(slow) > 0 {
+		quick := make([]placement.Member, 0, len(live))
+		for _, m := range live {
+			if !slow[m.ID] {
+				quick = append(quick, m)
+			}
+		}
+		if len(quick) >= min(s.cfg.K+1, n) {
+			live = quick
+		}
+	}
 	holders := placement.Place(a[:], n, live)
 	var mu sync.Mutex // guards used
 	used := make(map[string]int, n)
@@ -249,14 +269,23 @@ func (s *Store) storeStripe(ctx context.Context, a addr.Addr, blob []byte) (int,
 	// Shards not yet acknowledged when the quorum is reached keep going in
 	// the background, bounded in time, so the stripe ends up complete.
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-	results := make(chan putResult, n)
+	// Room for every answer, hedges included: late ones are never read.
+	// (A hedge round starts at most m writes.)
+	results := make(chan putResult, n+maxHedgeRounds*s.cfg.M)
 	var wg sync.WaitGroup
-	for i := range n {
+	put := func(i int, peer string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results <- s.putShard(bg, ShardKey{a, i}, shards[i], holders[i].ID, live, &mu, used)
+			results <- s.putShard(bg, ShardKey{a, i}, shards[i], peer, live, &mu, used)
 		}()
+	}
+	// This call holds the buffer too, until it returns: a hedge may start
+	// another write of a shard until then.
+	wg.Add(1)
+	defer wg.Done()
+	for i := range n {
+		put(i, holders[i].ID)
 	}
 	go func() {
 		wg.Wait()
@@ -270,23 +299,82 @@ func (s *Store) storeStripe(ctx context.Context, a addr.Addr, blob []byte) (int,
 	// of one peer: like Ceph's min_size, such a write is not acknowledged.
 	minDistinct := min(s.cfg.K+1, n)
 	distinct := map[string]bool{}
-	var ok, nw, dup int
+	var ok, nw, dup, failed int
 	var errs []string
-	for range n {
+	// A holder that neither answers nor fails (a stopped process, a link
+	// that drops packets: nothing tells until the request times out, 10 s,
+	// and membership takes seconds too) would hold up every write. When
+	// at most m shards are still out and they have taken HedgeAfter, and
+	// four times what the others took, each is also written to a stand-in
+	// peer, and whichever copy lands first counts (the stripe is then whole
+	// on the peers that answer; the late copy, if it lands, is one more).
+	// The slow peers are remembered (markSlow) so that no stripe picks
+	// them as stand-ins until they answer again.
+	inflight := make([]int, n)     // writes of each shard still out
+	writing := make([][]string, n) // the peers they went to
+	stored := make([]bool, n)
+	for i := range inflight {
+		inflight[i] = 1
+		writing[i] = []string{holders[i].ID}
+	}
+	out := n // answers still to come
+	t0 := time.Now()
+	var hedgeC <-chan time.Time
+	var wait time.Duration
+	rounds := 0
+	for out > 0 {
 		var r putResult
 		select {
 		case r = <-results:
+			out--
+		case <-hedgeC:
+			rounds++
+			hedgeC = nil
+			if rounds < maxHedgeRounds {
+				// A stand-in may hang too (its peer is not known slow
+				// yet): one more round then, past the peers known by now.
+				hedgeC = time.After(wait)
+			}
+			var lag []string
+			for i := range n {
+				if !stored[i] && inflight[i] > 0 {
+					lag = append(lag, writing[i]...)
+				}
+			}
+			slow := s.markSlow(lag)
+			for i := range n {
+				if stored[i] || inflight[i] == 0 {
+					continue
+				}
+				if p := s.standIn(ShardKey{a, i}, live, &mu, used, slow); p != "" {
+					s.log.Warn("shard write slow, also writing it to a stand-in", "shard", ShardKey{a, i}.String(), "peers", writing[i], "stand_in", p)
+					inflight[i]++
+					writing[i] = append(writing[i], p)
+					out++
+					put(i, p)
+				}
+			}
+			continue
 		case <-ctx.Done():
 			return nw, dup, ctx.Err()
 		}
+		inflight[r.index]--
+		if stored[r.index] {
+			continue // the other copy of a hedged shard
+		}
 		if r.err != nil {
 			errs = append(errs, fmt.Sprintf("shard %d: %v", r.index, r.err))
-			if n-len(errs) < s.cfg.WriteQuorum {
+			if inflight[r.index] > 0 {
+				continue // its other copy may still land
+			}
+			failed++
+			if n-failed < s.cfg.WriteQuorum {
 				return nw, dup, fmt.Errorf("store: chunk %s: %d of %d shards could not be stored, write quorum is %d: %s: %w",
-					a.Short(), len(errs), n, s.cfg.WriteQuorum, strings.Join(errs, "; "), ErrUnavailable)
+					a.Short(), failed, n, s.cfg.WriteQuorum, strings.Join(errs, "; "), ErrUnavailable)
 			}
 			continue
 		}
+		stored[r.index] = true
 		ok++
 		distinct[r.peer] = true
 		if r.stored {
@@ -297,9 +385,88 @@ func (s *Store) storeStripe(ctx context.Context, a addr.Addr, blob []byte) (int,
 		if ok >= s.cfg.WriteQuorum && len(distinct) >= minDistinct {
 			return nw, dup, nil
 		}
+		if rounds == 0 && hedgeC == nil && n-ok-failed <= s.cfg.M {
+			wait = max(s.cfg.HedgeAfter, 4*time.Since(t0))
+			hedgeC = time.After(wait)
+		}
 	}
 	return nw, dup, fmt.Errorf("store: chunk %s: shards reached only %d distinct peers, need %d to survive a peer's loss: %w",
 		a.Short(), len(distinct), minDistinct, ErrUnavailable)
+}
+
+// maxHedgeRounds bounds the stand-in rounds of one stripe.
+const maxHedgeRounds = 3
+
+// slowFor is how long a peer that held up a shard write stays out of the
+// stand-in picks, unless it answers a write before.
+const slowFor = 30 * time.Second
+
+// markSlow records peers as slow and returns every peer slow now.
+func (s *Store) markSlow(peers []string) map[string]bool {
+	s.slowMu.Lock()
+	defer s.slowMu.Unlock()
+	now := time.Now()
+	if s.slow == nil {
+		s.slow = map[string]time.Time{}
+	}
+	for _, p := range peers {
+		s.slow[p] = now
+	}
+	out := make(map[string]bool, len(s.slow))
+	for p, t := range s.slow {
+		if now.Sub(t) > slowFor {
+			delete(s.slow, p)
+			continue
+		}
+		out[p] = true
+	}
+	s.nslow.Store(int32(len(s.slow)))
+	return out
+}
+
+// slowNow returns the peers marked slow, nil if none.
+func (s *Store) slowNow() map[string]bool {
+	if s.nslow.Load() == 0 {
+		return nil
+	}
+	return s.markSlow(nil)
+}
+
+// answered clears peer's slow mark after a shard write it answered.
+func (s *Store) answered(peer string) {
+	if s.nslow.Load() == 0 {
+		return
+	}
+	s.slowMu.Lock()
+	defer s.slowMu.Unlock()
+	delete(s.slow, peer)
+	s.nslow.Store(int32(len(s.slow)))
+}
+
+// standIn picks the peer that takes a copy of a slow shard write: the
+// best-ranked peer of the shard that holds nothing of the stripe, else the
+// least used one; never a slow one. It counts the pick in used.
+func (s *Store) standIn(key ShardKey, live []placement.Member, mu *sync.Mutex, used map[string]int, slow map[string]bool) string {
+	mu.Lock()
+	defer mu.Unlock()
+	ranked := placement.Rank(key.Addr[:], key.Index, live)
+	next, least := "", -1
+	for _, m := range ranked {
+		if slow[m.ID] {
+			continue
+		}
+		if used[m.ID] == 0 {
+			next = m.ID
+			break
+		}
+		if least < 0 || used[m.ID] < least {
+			next, least = m.ID, used[m.ID]
+		}
+	}
+	if next != "" {
+		used[next]++
+	}
+	return next
 }
 
 // putShard writes one shard to its holder. When the holder fails, the next
@@ -315,6 +482,7 @@ func (s *Store) putShard(ctx context.Context, key ShardKey, shard []byte, holder
 	for try := 0; ; try++ {
 		stored, err := s.cfg.Net.PutShard(ctx, peer, key, shard)
 		if err == nil {
+			s.answered(peer)
 			return putResult{index: key.Index, peer: peer, stored: stored}
 		}
 		errs = append(errs, fmt.Sprintf("%s: %v", peer, err))
@@ -495,10 +663,16 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m, size int) ([
 		}
 	case s.cfg.K > 0:
 		guess = s.cfg.K
-		hs := placement.Place(a[:], s.cfg.K+s.cfg.M, placed)
-		for i, h := range hs[:min(len(hs), s.cfg.K)] {
+		for i, h := range placement.Place(a[:], s.cfg.K+s.cfg.M, placed) {
 			queue = append(queue, cand{i, h.ID})
 		}
+	}
+	// Shards on peers that held up a request lately are asked for last.
+	if slow := s.slowNow(); len(slow) > 0 {
+		sort.SliceStable(queue, func(i, j int) bool { return !slow[queue[i].peer] && slow[queue[j].peer] })
+	}
+	if guess > 0 {
+		queue = queue[:min(len(queue), guess)]
 	}
 	results := make(chan getResult)
 	got := make(map[int][]byte)
@@ -506,7 +680,8 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m, size int) ([
 	tried := make(map[cand]bool)
 	var causes []string
 	inflight, located, asked := 0, 0, 0
-	verify := false // check payload checksums on arrival: set after a failed address check
+	out := make(map[cand]time.Time) // requests in flight: since when
+	verify := false                 // check payload checksums on arrival: set after a failed address check
 	launch := func() bool {
 		for len(queue) > 0 {
 			c := queue[0]
@@ -516,6 +691,7 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m, size int) ([
 			}
 			tried[c] = true
 			inflight++
+			out[c] = time.Now()
 			go func() {
 				sh, err := s.getShard(ctx, c.peer, ShardKey{a, c.index}, size)
 				select {
@@ -577,6 +753,10 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m, size int) ([
 			select {
 			case r := <-results:
 				inflight--
+				delete(out, r.c)
+				if r.err == nil {
+					s.answered(r.c.peer)
+				}
 				if r.err != nil {
 					if !errors.Is(r.err, ErrShardNotFound) {
 						causes = append(causes, fmt.Sprintf("%s: %v", r.c.peer, r.err))
@@ -601,6 +781,17 @@ func (s *Store) fetchStripe(ctx context.Context, a addr.Addr, k, m, size int) ([
 				}
 				topUp()
 			case <-hedge.C:
+				// Out for two hedge periods: the peer is held up, not just
+				// busy (the stripes after this one ask it last).
+				var lag []string
+				for c, t := range out {
+					if time.Since(t) >= 2*s.cfg.HedgeAfter {
+						lag = append(lag, c.peer)
+					}
+				}
+				if len(lag) > 0 {
+					s.markSlow(lag)
+				}
 				launch()
 				hedge.Reset(s.cfg.HedgeAfter)
 			case <-ctx.Done():

@@ -639,3 +639,88 @@ func TestRootWithoutListing(t *testing.T) {
 		})
 	}
 }
+
+// hangNet never answers shard writes to the peers in hang until their
+// context ends: a stopped process, not a dead one.
+type hangNet struct {
+	*fakeNet
+	hang map[string]bool
+}
+
+func (h *hangNet) PutShard(ctx context.Context, peer string, k ShardKey, b []byte) (bool, error) {
+	if h.hang[peer] {
+		<-ctx.Done()
+		return false, ctx.Err()
+	}
+	return h.fakeNet.PutShard(ctx, peer, k, b)
+}
+
+// TestWriteHedge: a holder that hangs costs a write about HedgeAfter, not
+// the request timeout, and the stripe still gets all k+m shards, readable
+// without the hung peer. With more than m holders hung there is nothing to
+// hedge with that keeps the stripe's promise: the write waits.
+func TestWriteHedge(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		hung    []string
+		succeed bool
+	}{
+		{"one holder hangs", []string{"p3"}, true},
+		{"m holders hang", []string{"p1", "p4"}, true},
+		{"m+1 holders hang", []string{"p1", "p2", "p4"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := newFakeNet(7)
+			h := &hangNet{fakeNet: base, hang: map[string]bool{}}
+			for _, p := range tc.hung {
+				h.hang[p] = true
+			}
+			s := newTestStore(t, base, 4, 2)
+			s.cfg.Net = h
+			s.cfg.HedgeAfter = 50 * time.Millisecond
+			data := randBytes(100<<10, 31)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			t0 := time.Now()
+			a, _, err := s.PutFile(ctx, bytes.NewReader(data))
+			took := time.Since(t0)
+			if !tc.succeed {
+				if err == nil {
+					t.Fatalf("PutFile with %d of 6 holders hung succeeded", len(tc.hung))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("PutFile: %v (after %v)", err, took)
+			}
+			if took > time.Second {
+				t.Fatalf("PutFile took %v with a hedge after 50ms", took)
+			}
+			// Every shard of every stripe is held by a peer that answers.
+			base.setDown(true, tc.hung...)
+			held := map[addr.Addr]map[int]bool{}
+			base.mu.Lock()
+			for p, m := range base.data {
+				if h.hang[p] {
+					continue
+				}
+				for k := range m {
+					if held[k.Addr] == nil {
+						held[k.Addr] = map[int]bool{}
+					}
+					held[k.Addr][k.Index] = true
+				}
+			}
+			base.mu.Unlock()
+			for a, idx := range held {
+				if len(idx) != 6 {
+					t.Errorf("blob %s: shards %v held, want all 6", a.Short(), idx)
+				}
+			}
+			var out bytes.Buffer
+			if _, err := s.WriteFile(context.Background(), a, &out); err != nil || !bytes.Equal(out.Bytes(), data) {
+				t.Fatalf("read back without the hung peers: %v", err)
+			}
+		})
+	}
+}
