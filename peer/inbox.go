@@ -53,6 +53,7 @@ type inbox struct {
 	closed   bool
 	torn     bool // a write failed and the rewrite did not succeed yet (rewriteLocked)
 	done     chan struct{}
+	hurry    chan struct{} // drain's wake-up for an applier waiting for company
 	eager    atomic.Bool // apply at once, never wait for company (the peer mounts)
 }
 
@@ -68,7 +69,7 @@ var inboxTrim int64 = 4 << 20
 // openInbox replays dir's inbox file into ns, empties it and starts the
 // applier.
 func openInbox(path string, ns *namespace.Namespace, log *slog.Logger) (*inbox, error) {
-	in := &inbox{ns: ns, log: log, path: path, done: make(chan struct{})}
+	in := &inbox{ns: ns, log: log, path: path, done: make(chan struct{}), hurry: make(chan struct{}, 1)}
 	in.cond = sync.NewCond(&in.mu)
 	if err := in.replay(); err != nil {
 		return nil, err
@@ -252,11 +253,13 @@ func (in *inbox) trimLocked() {
 // several pushes: each transaction wakes several of badger's goroutines,
 // competing on shared cores with the acknowledgements closes wait for.
 // Nobody looks at such a peer's tree but other peers (anti-entropy and
-// fsync wait for the inbox to drain). A peer that mounts applies at once:
-// cross-mount visibility.
+// fsync wait for the inbox to drain, and drain cuts the wait short). A
+// peer that mounts applies at once: cross-mount visibility. With a 10 ms
+// wait rather than 2 ms, the two receivers of 10,000 small-file closes
+// spent 2.6-3.2 CPU-s instead of 3.2-3.8.
 const (
-	applyBusy  = 5 * time.Millisecond
-	applyDelay = 2 * time.Millisecond
+	applyBusy  = 20 * time.Millisecond
+	applyDelay = 10 * time.Millisecond
 )
 
 // run applies queued batches until close.
@@ -274,7 +277,12 @@ func (in *inbox) run() {
 		}
 		if !in.closed && !in.eager.Load() && time.Since(last) < applyBusy {
 			in.mu.Unlock()
-			time.Sleep(applyDelay)
+			t := time.NewTimer(applyDelay)
+			select {
+			case <-t.C:
+			case <-in.hurry:
+				t.Stop()
+			}
 			in.mu.Lock()
 		}
 		batches := in.ops
@@ -317,6 +325,10 @@ func (in *inbox) drain(timeout time.Duration) error {
 		in.mu.Unlock()
 	})
 	defer t.Stop()
+	select {
+	case in.hurry <- struct{}{}: // the applier need not wait for company
+	default:
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	target := in.appended
