@@ -54,7 +54,7 @@ type inbox struct {
 	torn     bool // a write failed and the rewrite did not succeed yet (rewriteLocked)
 	done     chan struct{}
 	hurry    chan struct{} // drain's wake-up for an applier waiting for company
-	eager    atomic.Bool // apply at once, never wait for company (the peer mounts)
+	eager    atomic.Bool   // apply at once, never wait for company (the peer mounts)
 }
 
 const (
