@@ -10,6 +10,8 @@
 #   read    the same file written first, page cache dropped, then dd to /dev/null
 #   untar   tar -xf of the first N_UNTAR (10000) files of Go's src
 #   small   create+write+close of N_SMALL (10000) files of 4 KiB (python3)
+#   medium  the same for N_MEDIUM (1000) files of MEDIUM_KB (200) KiB: past
+#           the namespace's inline limit, each file is stored as chunks
 # Every run starts a fresh 6-peer cluster (k=4, m=2) on 127.0.0.1..6 with a
 # mount on peer 1, so no run profits from the data or caches of another
 # (convergent encryption would dedup a second write of the same bytes). For
@@ -22,13 +24,15 @@
 # VAR=value words set for the mounting peer and the others. Meant for a
 # quiet machine: these VMs are noisy, compare runs of one invocation only.
 set -euo pipefail
-[ $# -ge 3 ] || { echo "usage: $0 write|read|untar|small ROUNDS BIN..." >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: $0 write|read|untar|small|medium ROUNDS BIN..." >&2; exit 2; }
 act=$1 rounds=$2
 shift 2
-case "$act" in write | read | untar | small) ;; *) echo "bench-ab: unknown action $act" >&2; exit 2 ;; esac
+case "$act" in write | read | untar | small | medium) ;; *) echo "bench-ab: unknown action $act" >&2; exit 2 ;; esac
 size_mb=${SIZE_MB:-1024}
 n_untar=${N_UNTAR:-10000}
 n_small=${N_SMALL:-10000}
+file_kb=4
+if [ "$act" = medium ]; then n_small=${N_MEDIUM:-1000} file_kb=${MEDIUM_KB:-200}; fi
 export PATH=$PATH:/usr/local/go/bin
 fusermount=$(command -v fusermount3 || command -v fusermount) || { echo "bench-ab: no fusermount3 (make deps)" >&2; exit 1; }
 work=$(mktemp -d "${BENCH_DIR:-/tmp}/reef-ab.XXXXXX")
@@ -95,13 +99,13 @@ run() {
 	write) dd if="$work/src" of="$d/mnt/f" bs=1M conv=fsync status=none ;;
 	read) dd if="$d/mnt/f" of=/dev/null bs=1M status=none ;;
 	untar) ${WRAP:-} tar xf "$work/src.tar" -C "$d/mnt" ;;
-	small) python3 -c 'import os, sys
-d, n = sys.argv[1], int(sys.argv[2])
+	small | medium) python3 -c 'import os, sys
+d, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) * 1024
 os.mkdir(d)
 for i in range(n):
     fd = os.open("%s/f%05d" % (d, i), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)
-    os.write(fd, os.urandom(4096))
-    os.close(fd)' "$d/mnt/small" "$n_small" ;;
+    os.write(fd, os.urandom(size))
+    os.close(fd)' "$d/mnt/small" "$n_small" "$file_kb" ;;
 	esac
 	t1=$(date +%s.%N) c1=($(cpu)) b1=$(busy)
 	if [ -n "${METRICS_DIR:-}" ]; then
@@ -109,8 +113,8 @@ for i in range(n):
 		for i in 1 2 3 4 5 6; do curl -s -o "$METRICS_DIR/$act-peer$i.txt" "http://127.0.0.$i:$base/metrics" || true; done
 	fi
 	el=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-	if [ "$act" = untar ] || [ "$act" = small ]; then
-		[ "$act" = small ] && n_untar=$n_small
+	if [ "$act" = untar ] || [ "$act" = small ] || [ "$act" = medium ]; then
+		[ "$act" = untar ] || n_untar=$n_small
 		printf '%-28s %8.0f files/s %7.2f s  cpu-s' "$(basename "$bin")" "$(awk -v n="$n_untar" -v e="$el" 'BEGIN { print n / e }')" "$el"
 	else
 		printf '%-28s %8.1f MB/s    %7.2f s  cpu-s' "$(basename "$bin")" "$(awk -v n="$size_mb" -v e="$el" 'BEGIN { print n * 1.048576 / e }')" "$el"

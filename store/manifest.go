@@ -16,7 +16,11 @@ import (
 //	magic "RFM1" | kind u8 | 3 reserved bytes | size u64 | count u32 | count × entry
 //	entry: addr [32]byte | length u64 | k u16 | m u16
 //
-// kind 1 lists data chunks; kind 2 lists manifests (length = bytes covered).
+// kind 1 lists data chunks; kind 2 lists manifests (length = bytes covered);
+// kind 3 ("self") has no entries and is followed by the file's size bytes
+// themselves: a file of one chunk is stored as one blob, its manifest,
+// instead of a chunk and a manifest listing it (half the shard writes of
+// every file between the namespace's inline limit and one chunk).
 // All integers are little endian.
 const (
 	manifestMagic    = "RFM1"
@@ -24,6 +28,7 @@ const (
 	entrySize        = addr.Size + 8 + 2 + 2
 	kindData         = 1
 	kindIndirect     = 2
+	kindSelf         = 3
 	maxEntries       = 1 << 16 // 2.9 MB of entries per manifest blob
 	maxManifestDepth = 5       // 65536^5 chunks: more than any file
 )
@@ -36,15 +41,31 @@ type Entry struct {
 	Addr   addr.Addr
 	Length int64
 	K, M   int
+	// self: the chunk is a self manifest (Addr is the file's root), whose
+	// plaintext is the header and then the bytes (see fileIndex).
+	self bool
 }
 
 type manifest struct {
 	kind    byte
 	size    int64
 	entries []Entry
+	data    []byte // kindSelf: the file
+}
+
+// appendSelfManifest appends the self manifest of data to b.
+func appendSelfManifest(b, data []byte) []byte {
+	var hdr [manifestHdrSize]byte
+	copy(hdr[:], manifestMagic)
+	hdr[4] = kindSelf
+	binary.LittleEndian.PutUint64(hdr[8:], uint64(len(data)))
+	return append(append(b, hdr[:]...), data...)
 }
 
 func encodeManifest(m manifest) []byte {
+	if m.kind == kindSelf {
+		return appendSelfManifest(nil, m.data)
+	}
 	b := make([]byte, manifestHdrSize+entrySize*len(m.entries))
 	copy(b, manifestMagic)
 	b[4] = m.kind
@@ -67,11 +88,18 @@ func decodeManifest(b []byte) (manifest, error) {
 		return m, fmt.Errorf("store: %w: no manifest header", ErrBadManifest)
 	}
 	m.kind = b[4]
-	if m.kind != kindData && m.kind != kindIndirect {
+	if m.kind != kindData && m.kind != kindIndirect && m.kind != kindSelf {
 		return m, fmt.Errorf("store: %w: unknown kind %d", ErrBadManifest, m.kind)
 	}
 	size := binary.LittleEndian.Uint64(b[8:])
 	n := binary.LittleEndian.Uint32(b[16:])
+	if m.kind == kindSelf {
+		if n != 0 || uint64(len(b)-manifestHdrSize) != size {
+			return m, fmt.Errorf("store: %w: self manifest of %d bytes with %d entries says %d", ErrBadManifest, len(b), n, size)
+		}
+		m.size, m.data = int64(size), b[manifestHdrSize:]
+		return m, nil
+	}
 	if n > maxEntries || len(b) != manifestHdrSize+int(n)*entrySize {
 		return m, fmt.Errorf("store: %w: %d entries in %d bytes", ErrBadManifest, n, len(b))
 	}

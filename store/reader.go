@@ -142,6 +142,15 @@ func (s *Store) index(ctx context.Context, a addr.Addr) (*fileIndex, error) {
 			return nil, err
 		}
 		ix := &fileIndex{size: root.size, manifests: []Entry{re}}
+		if root.kind == kindSelf {
+			// The root is the one chunk: its bytes are here already.
+			self := re
+			self.Length, self.self = root.size, true
+			ix.entries, ix.offsets = []Entry{self}, []int64{0}
+			s.cache.chunks.put(a, root.data)
+			s.cache.indexes.put(a, ix)
+			return ix, nil
+		}
 		var off int64
 		err = s.walkAll(ctx, root, 0, func(e Entry) { ix.manifests = append(ix.manifests, e) }, func(e Entry) bool {
 			ix.entries = append(ix.entries, e)
@@ -167,7 +176,7 @@ func (s *Store) chunk(ctx context.Context, e Entry) ([]byte, error) {
 		return b, nil
 	}
 	return s.cache.cf.do(e.Addr, func() ([]byte, error) {
-		b, err := s.GetBlob(ctx, e)
+		b, err := s.chunkBlob(ctx, e)
 		if err != nil {
 			return nil, err
 		}
@@ -176,14 +185,41 @@ func (s *Store) chunk(ctx context.Context, e Entry) ([]byte, error) {
 	})
 }
 
+// chunkBlob is GetBlob for a data entry of a file index: a self entry's
+// blob is the file's self manifest, whose bytes follow its header.
+func (s *Store) chunkBlob(ctx context.Context, e Entry) ([]byte, error) {
+	if !e.self {
+		return s.GetBlob(ctx, e)
+	}
+	plain, err := s.GetBlob(ctx, Entry{Addr: e.Addr, Length: manifestHdrSize + e.Length, K: e.K, M: e.M})
+	if err != nil {
+		return nil, err
+	}
+	m, err := decodeManifest(plain)
+	if err == nil && (m.kind != kindSelf || m.size != e.Length) {
+		err = fmt.Errorf("store: %w: %s is no longer the self manifest of %d bytes", ErrBadManifest, e.Addr.Short(), e.Length)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m.data, nil
+}
+
 // Stripes returns every stripe of the file at a: its manifests first, then
-// its data chunks in order. The slice is the caller's.
+// its data chunks in order (none for a self manifest, the root's stripe
+// holding the bytes). The slice is the caller's.
 func (s *Store) Stripes(ctx context.Context, a addr.Addr) ([]Entry, error) {
 	ix, err := s.index(ctx, a)
 	if err != nil {
 		return nil, err
 	}
-	return append(append([]Entry(nil), ix.manifests...), ix.entries...), nil
+	out := append([]Entry(nil), ix.manifests...)
+	for _, e := range ix.entries {
+		if !e.self {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // Size returns the size of the file at a.

@@ -52,7 +52,8 @@ func (s *Store) PutRange(ctx context.Context, base addr.Addr, r io.ReaderAt, siz
 	reusable := map[int64]int{}
 	if size == ix.size {
 		for j := i0; j < len(ix.entries); j++ {
-			if ix.offsets[j] >= dirtyEnd {
+			// (A self entry is a manifest, not a chunk to list.)
+			if ix.offsets[j] >= dirtyEnd && !ix.entries[j].self {
 				reusable[ix.offsets[j]] = j
 			}
 		}

@@ -163,8 +163,9 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, coder: coder, log: cfg.Logger, cache: newReadCache(cfg.CacheBytes)}
 	max := cfg.Chunking.Max
-	s.bufs.New = func() any { b := make([]byte, 0, max); return &b }
-	s.bufMax = max + crypt.Overhead
+	// Room for a chunk, or a self manifest: a chunk and a header.
+	s.bufs.New = func() any { b := make([]byte, 0, max+manifestHdrSize); return &b }
+	s.bufMax = max + manifestHdrSize + crypt.Overhead
 	s.blobs.New = func() any { b := make([]byte, 0, s.bufMax); return &b }
 	s.shardBufs.New = func() any { b := []byte(nil); return &b }
 	return s, nil
@@ -188,6 +189,9 @@ func (s *Store) PutFile(ctx context.Context, r io.Reader) (addr.Addr, PutStats, 
 	u := s.newUpload(ctx)
 	var entries []*Entry
 	var readErr error
+	// The first chunk waits for the second: alone, it is stored as the
+	// file's self manifest instead (manifest.go).
+	var first *[]byte
 	for u.ctx.Err() == nil {
 		c, err := ch.Next()
 		if err == io.EOF {
@@ -197,11 +201,27 @@ func (s *Store) PutFile(ctx context.Context, r io.Reader) (addr.Addr, PutStats, 
 			readErr = err
 			break
 		}
+		if first == nil && len(entries) == 0 {
+			first = u.copy(c)
+			continue
+		}
+		if first != nil {
+			entries = append(entries, u.owned(first))
+			first = nil
+		}
 		entries = append(entries, u.chunk(c))
 	}
 	var root Entry
 	var merr error
-	if readErr == nil && u.waitSealed() {
+	if first != nil && (readErr != nil || u.ctx.Err() != nil) {
+		*first = (*first)[:0]
+		s.bufs.Put(first)
+		first = nil
+	}
+	if first != nil {
+		st.Size, st.Chunks = int64(len(*first)), 1
+		root, merr = u.self(first)
+	} else if readErr == nil && u.waitSealed() {
 		flat := make([]Entry, len(entries))
 		for i, e := range entries {
 			flat[i] = *e
@@ -970,6 +990,13 @@ type fetched struct {
 }
 
 func (s *Store) writeTree(ctx context.Context, root manifest, w io.Writer) (int64, error) {
+	if root.kind == kindSelf {
+		n, err := w.Write(root.data)
+		if err != nil {
+			return int64(n), fmt.Errorf("store: write output: %w", err)
+		}
+		return int64(n), nil
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	futures := make(chan chan fetched, s.cfg.Parallel)
@@ -1026,6 +1053,9 @@ func (s *Store) walk(ctx context.Context, m manifest, depth int, fn func(Entry) 
 func (s *Store) walkAll(ctx context.Context, m manifest, depth int, onManifest func(Entry), fn func(Entry) bool) error {
 	if depth > maxManifestDepth {
 		return fmt.Errorf("store: %w: deeper than %d levels", ErrBadManifest, maxManifestDepth)
+	}
+	if m.kind == kindSelf && depth > 0 {
+		return fmt.Errorf("store: %w: a self manifest under another", ErrBadManifest)
 	}
 	for _, e := range m.entries {
 		if m.kind == kindData {

@@ -408,16 +408,22 @@ func TestUploadOneRound(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh := randBytes(256<<10, 22)
+	// A file of a few chunks: its chunks and its manifest in one round.
+	two := randBytes(40<<10, 23)
+	_, st, err := s0.PutFile(ctx, bytes.NewReader(two))
+	if err != nil || st.Chunks < 2 || st.Chunks+1 > s0.cfg.Parallel {
+		t.Fatalf("PutFile of the few-chunk file: %d chunks, %v", st.Chunks, err)
+	}
 	for _, tc := range []struct {
 		name string
 		want int // distinct blobs whose writes must be in flight together
 		put  func(s *Store) (addr.Addr, error)
 		data []byte
 	}{
-		{"one chunk and its manifest", 2, func(s *Store) (addr.Addr, error) {
-			a, _, err := s.PutFile(ctx, bytes.NewReader(randBytes(10<<10, 23)))
+		{"chunks and their manifest", st.Chunks + 1, func(s *Store) (addr.Addr, error) {
+			a, _, err := s.PutFile(ctx, bytes.NewReader(two))
 			return a, err
-		}, randBytes(10<<10, 23)},
+		}, two},
 		{"rewrite of every chunk", 4, func(s *Store) (addr.Addr, error) {
 			a, _, err := s.PutRange(ctx, oldAddr, bytes.NewReader(fresh), int64(len(fresh)), 0, int64(len(fresh)))
 			return a, err
@@ -504,7 +510,12 @@ func TestCorruptShards(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := st[len(st)-1] // the data chunk
+			// The stripe holding the bytes: a file of one chunk is its
+			// self manifest, whose plaintext has a header first.
+			e, want := st[len(st)-1], data
+			if len(st) == 1 {
+				want = appendSelfManifest(nil, data)
+			}
 			for i, f := range tc.damage {
 				n.damage(ShardKey{e.Addr, i}, f)
 			}
@@ -534,8 +545,8 @@ func TestCorruptShards(t *testing.T) {
 					}
 					continue
 				}
-				if err != nil || !bytes.Equal(got, data) {
-					t.Fatalf("%T: GetBlob = %d bytes, %v; want the %d bytes stored", net, len(got), err, len(data))
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("%T: GetBlob = %d bytes, %v; want the %d bytes stored", net, len(got), err, len(want))
 				}
 				if tc.gets != 0 && gets != tc.gets {
 					t.Errorf("%T: GetBlob read %d shards, want %d", net, gets, tc.gets)
@@ -720,6 +731,76 @@ func TestWriteHedge(t *testing.T) {
 			var out bytes.Buffer
 			if _, err := s.WriteFile(context.Background(), a, &out); err != nil || !bytes.Equal(out.Bytes(), data) {
 				t.Fatalf("read back without the hung peers: %v", err)
+			}
+		})
+	}
+}
+
+// TestSelfManifest: a file of one chunk is one stripe, its self manifest,
+// and reads, streams, sizes and rewrites of it work as for any file.
+func TestSelfManifest(t *testing.T) {
+	ctx := context.Background()
+	for _, size := range []int{1, 3000, 4 << 10} { // 4 KiB: the test chunking's Min
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			n := newFakeNet(6)
+			s := newTestStore(t, n, 4, 2)
+			data := randBytes(size, uint64(size))
+			a, st, err := s.PutFile(ctx, bytes.NewReader(data))
+			if err != nil || st.Chunks != 1 {
+				t.Fatalf("PutFile: %d chunks, %v", st.Chunks, err)
+			}
+			if got := n.shardCount(); got != 6 {
+				t.Errorf("%d shards stored, want 6: one stripe", got)
+			}
+			stripes, err := s.Stripes(ctx, a)
+			if err != nil || len(stripes) != 1 || stripes[0].Addr != a {
+				t.Fatalf("Stripes = %v, %v; want the root's only", stripes, err)
+			}
+			// A reader that never saw the file, then the same reader once
+			// its chunk cache has dropped the bytes.
+			r := newTestStore(t, n, 4, 2)
+			for round := range 2 {
+				if round == 1 {
+					r.cache.chunks = newLRU[addr.Addr, []byte](1<<20, func(b []byte) int64 { return int64(cap(b)) })
+				}
+				buf := make([]byte, size+10)
+				got, err := r.ReadAt(ctx, a, buf, 0)
+				if got != size || !bytes.Equal(buf[:got], data) || (err != nil && err != io.EOF) {
+					t.Fatalf("round %d: ReadAt = %d, %v", round, got, err)
+				}
+				if size > 2 {
+					mid := make([]byte, 2)
+					if _, err := r.ReadAt(ctx, a, mid, int64(size/2)); err != nil || !bytes.Equal(mid, data[size/2:size/2+2]) {
+						t.Fatalf("round %d: ReadAt in the middle: %v", round, err)
+					}
+				}
+			}
+			var out bytes.Buffer
+			if m, err := r.WriteFile(ctx, a, &out); err != nil || m != int64(size) || !bytes.Equal(out.Bytes(), data) {
+				t.Fatalf("WriteFile = %d, %v", m, err)
+			}
+			if sz, err := r.Stat(ctx, a); err != nil || sz != int64(size) {
+				t.Fatalf("Stat = %d, %v", sz, err)
+			}
+			// Rewrites over it: in place, then growing past one chunk.
+			edit := bytes.Clone(data)
+			edit[size/2] ^= 0xff
+			b, _, err := r.PutRange(ctx, a, bytes.NewReader(edit), int64(size), int64(size/2), int64(size/2)+1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Reset()
+			if _, err := r.WriteFile(ctx, b, &out); err != nil || !bytes.Equal(out.Bytes(), edit) {
+				t.Fatalf("after an overwrite: %v", err)
+			}
+			grown := append(bytes.Clone(edit), randBytes(100<<10, 9)...)
+			c, _, err := r.PutRange(ctx, b, bytes.NewReader(grown), int64(len(grown)), int64(size), int64(len(grown)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Reset()
+			if _, err := newTestStore(t, n, 4, 2).WriteFile(ctx, c, &out); err != nil || !bytes.Equal(out.Bytes(), grown) {
+				t.Fatalf("after an append past one chunk: %v", err)
 			}
 		})
 	}

@@ -41,8 +41,20 @@ func (s *Store) newUpload(ctx context.Context) *upload {
 // a pooled buffer, seals it and stores it in the background. The entry it
 // returns is set once the chunk is sealed (after u.waitSealed).
 func (u *upload) chunk(c []byte) *Entry {
+	return u.owned(u.copy(c))
+}
+
+// copy copies a chunk into a pooled buffer.
+func (u *upload) copy(c []byte) *[]byte {
 	bp := u.s.bufs.Get().(*[]byte)
-	data := append((*bp)[:0], c...)
+	*bp = append((*bp)[:0], c...)
+	return bp
+}
+
+// owned is chunk for a chunk already in a pooled buffer, which it gives
+// back.
+func (u *upload) owned(bp *[]byte) *Entry {
+	data := *bp
 	e := &Entry{}
 	u.sealed.Add(1)
 	u.g.Go(func() error {
@@ -120,6 +132,25 @@ func (u *upload) manifests(entries []Entry, kind byte) (Entry, error) {
 		entries, kind = up, kindIndirect
 	}
 	return u.manifest(entries, kind)
+}
+
+// self stores data (in a pooled buffer, given back) as the self manifest
+// of a file of one chunk, and returns the root.
+func (u *upload) self(bp *[]byte) (Entry, error) {
+	mp := u.s.bufs.Get().(*[]byte)
+	plain := appendSelfManifest((*mp)[:0], *bp)
+	size := int64(len(*bp))
+	*bp = (*bp)[:0]
+	u.s.bufs.Put(bp)
+	blob, done, e, err := u.s.seal(plain)
+	*mp = plain[:0]
+	u.s.bufs.Put(mp)
+	if err != nil {
+		return Entry{}, err
+	}
+	e.Length = size
+	u.blob(e.Addr, blob, done)
+	return e, nil
 }
 
 func (u *upload) manifest(entries []Entry, kind byte) (Entry, error) {
