@@ -68,8 +68,18 @@ func (s *Store) PutRange(ctx context.Context, base addr.Addr, r io.ReaderAt, siz
 	var tail []Entry
 	var readErr error
 	pos := start
+	// A result of one new chunk and nothing kept is a self manifest, as
+	// in PutFile: the first new chunk waits to see.
+	var first *[]byte
+	release := func() {
+		if first != nil {
+			fresh = append(fresh, u.owned(first))
+			first = nil
+		}
+	}
 	for u.ctx.Err() == nil {
 		if j, ok := reusable[pos]; ok {
+			release()
 			tail = ix.entries[j:]
 			st.KeptChunks += len(ix.entries) - j
 			break
@@ -82,14 +92,29 @@ func (s *Store) PutRange(ctx context.Context, base addr.Addr, r io.ReaderAt, siz
 			readErr = err
 			break
 		}
-		fresh = append(fresh, u.chunk(c))
 		st.NewChunks++
 		pos += int64(len(c))
+		if i0 == 0 && len(fresh) == 0 && first == nil {
+			first = u.copy(c)
+			continue
+		}
+		release()
+		fresh = append(fresh, u.chunk(c))
 	}
 	st.RechunkTo = pos
 	var root Entry
 	var merr error
-	if readErr == nil && u.waitSealed() {
+	if first != nil {
+		if readErr == nil && u.ctx.Err() == nil && int64(len(*first)) == size {
+			root, merr = u.self(first)
+		} else {
+			*first = (*first)[:0]
+			s.bufs.Put(first)
+			if readErr == nil && u.ctx.Err() == nil {
+				merr = fmt.Errorf("store: rewrite produced %d bytes, want %d", pos, size)
+			}
+		}
+	} else if readErr == nil && u.waitSealed() {
 		for _, e := range fresh {
 			entries = append(entries, *e)
 		}

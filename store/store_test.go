@@ -793,6 +793,9 @@ func TestSelfManifest(t *testing.T) {
 			if _, err := r.WriteFile(ctx, b, &out); err != nil || !bytes.Equal(out.Bytes(), edit) {
 				t.Fatalf("after an overwrite: %v", err)
 			}
+			if stripes, err := r.Stripes(ctx, b); err != nil || len(stripes) != 1 {
+				t.Errorf("the overwritten file has %d stripes (%v), want 1: still one chunk", len(stripes), err)
+			}
 			grown := append(bytes.Clone(edit), randBytes(100<<10, 9)...)
 			c, _, err := r.PutRange(ctx, b, bytes.NewReader(grown), int64(len(grown)), int64(size), int64(len(grown)))
 			if err != nil {
