@@ -36,7 +36,7 @@ const (
 	syncEvery       = time.Second
 	// linger is how long an op may wait for company before it is pushed
 	// when nobody waits for it (see replicator).
-	linger = 3 * time.Millisecond
+	linger = 10 * time.Millisecond
 )
 
 // replicator sends this peer's namespace ops to the others in the
