@@ -631,3 +631,50 @@ func FuzzChunker(f *testing.F) {
 		}
 	})
 }
+
+// TestZeroRuns: runs of zeros (a sparse file's holes), which are cut
+// without hashing them, are cut exactly where the reference cuts them,
+// whether a chunk starts inside a run, a run starts inside a chunk, or the
+// input is zeros only; with whole and with odd reads.
+func TestZeroRuns(t *testing.T) {
+	zeros := func(n int) []byte { return make([]byte, n) }
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	for _, p := range []Params{smallParams, midParams, DefaultParams()} {
+		inputs := map[string][]byte{
+			"zeros only":            zeros(5*p.Max + 17),
+			"exactly Max zeros":     zeros(p.Max),
+			"fewer than Min zeros":  zeros(p.Min - 1),
+			"data then zeros":       cat(randomData(3*p.Avg, 1), zeros(4*p.Max+3)),
+			"zeros then data":       cat(zeros(3*p.Max+5), randomData(3*p.Avg, 2)),
+			"data, zeros and data":  cat(randomData(p.Avg, 3), zeros(2*p.Max+p.Min), randomData(2*p.Avg, 4)),
+			"short runs among data": cat(randomData(p.Min, 5), zeros(p.Min), randomData(p.Min, 6), zeros(p.Avg), randomData(p.Avg, 7)),
+		}
+		for name, data := range inputs {
+			t.Run(fmt.Sprintf("%d-%d-%d/%s", p.Min, p.Avg, p.Max, name), func(t *testing.T) {
+				want := fmt.Sprint(reference(data, p))
+				for _, r := range []io.Reader{bytes.NewReader(data), &oddReader{r: bytes.NewReader(data)}} {
+					chunks := chunkAll(t, r, p)
+					checkChunks(t, data, chunks, p)
+					if got := fmt.Sprint(lengths(chunks)); got != want {
+						t.Errorf("%T: lengths %s, want %s", r, got, want)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestIsZero(t *testing.T) {
+	for _, n := range []int{0, 1, 100, len(zeroPage), len(zeroPage) + 1, 3*len(zeroPage) + 7} {
+		b := make([]byte, n)
+		if !IsZero(b) {
+			t.Errorf("IsZero(%d zeros) = false", n)
+		}
+		if n > 0 {
+			b[n-1] = 1
+			if IsZero(b) {
+				t.Errorf("IsZero(%d bytes, the last one 1) = true", n)
+			}
+		}
+	}
+}

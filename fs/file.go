@@ -662,7 +662,11 @@ func (of *openFile) commit(ctx context.Context) error {
 		}
 		c.Manifest = m
 	default:
-		m, n, err := of.fs.cfg.Content.Store(ctx, io.NewSectionReader(of.staging, 0, of.size))
+		var r io.Reader = io.NewSectionReader(of.staging, 0, of.size)
+		if f, ok := of.staging.(*fileStage); ok {
+			r = f.contents(of.size)
+		}
+		m, n, err := of.fs.cfg.Content.Store(ctx, r)
 		if err != nil {
 			return err
 		}

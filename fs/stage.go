@@ -1,9 +1,11 @@
 package fs
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // memStageMax is the size up to which a file being written is staged in
@@ -88,4 +90,89 @@ func spill(dir string, m *memStage, size int64) (*fileStage, error) {
 	}
 	m.Close()
 	return f, nil
+}
+
+// contents returns a reader of the first size bytes of the file that hands
+// out its holes as zeros without reading them (SEEK_DATA, SEEK_HOLE): a
+// file extended by truncate or written sparsely is mostly holes, which
+// read(2) fills with zeros at a fraction of memory speed (4 GiB of them
+// took 3.4 CPU-s to read on the CI VM). Where the file system cannot
+// tell, everything is read.
+func (f *fileStage) contents(size int64) io.Reader {
+	return &holeReader{f: f.File, size: size}
+}
+
+type holeReader struct {
+	f       *os.File
+	off     int64 // next byte to hand out
+	size    int64
+	dataEnd int64 // [off, dataEnd) is data, when off < dataEnd
+	holeEnd int64 // [off, holeEnd) is a hole, when off < holeEnd
+}
+
+func (r *holeReader) Read(p []byte) (int, error) {
+	if r.off >= r.size {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.size-r.off {
+		p = p[:r.size-r.off]
+	}
+	if r.off >= r.dataEnd && r.off >= r.holeEnd {
+		r.locate()
+	}
+	if r.off < r.holeEnd {
+		n := int(min(int64(len(p)), r.holeEnd-r.off))
+		clear(p[:n])
+		r.off += int64(n)
+		return n, nil
+	}
+	n, err := r.f.ReadAt(p[:min(int64(len(p)), r.dataEnd-r.off)], r.off)
+	r.off += int64(n)
+	if err == io.EOF && r.off < r.size {
+		err = io.ErrUnexpectedEOF
+	}
+	if n > 0 && err == io.EOF {
+		err = nil
+	}
+	return n, err
+}
+
+// locate finds the extent at r.off: a hole up to the next data, or data up
+// to the next hole.
+func (r *holeReader) locate() {
+	r.dataEnd = r.size // unless told otherwise: data
+	data, err := r.seek(r.off, seekData)
+	switch {
+	case errors.Is(err, syscall.ENXIO): // no data after off
+		r.holeEnd = r.size
+		return
+	case err != nil:
+		return
+	case data > r.off:
+		r.holeEnd = min(data, r.size)
+		return
+	}
+	if hole, err := r.seek(r.off, seekHole); err == nil && hole > r.off {
+		r.dataEnd = min(hole, r.size)
+	}
+}
+
+const (
+	seekData = 3 // SEEK_DATA
+	seekHole = 4 // SEEK_HOLE
+)
+
+// seek is lseek(2) without touching the os.File's state (reads and writes
+// of a stage are all positional).
+func (r *holeReader) seek(off int64, whence int) (int64, error) {
+	rc, err := r.f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var pos int64
+	var serr error
+	if err := rc.Control(func(fd uintptr) { pos, serr = syscall.Seek(int(fd), off, whence) }); err != nil {
+		return 0, err
+	}
+	return pos, serr
 }

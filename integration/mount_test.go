@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -319,6 +320,50 @@ func TestFileSemantics(t *testing.T) {
 			return true, ""
 		})
 	}
+	t.Run("sparse file made by truncate", func(t *testing.T) {
+		// Extended by truncate, then a few bytes written in the hole and
+		// past it: the holes read back as zeros through the other mount.
+		name := filepath.Join(A, "holes")
+		const size = 1 << 30
+		if err := os.Truncate(name, 0); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		f, err := os.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(size); err != nil {
+			t.Fatal(err)
+		}
+		marks := map[int64]string{300 << 20: "in the hole", size + 10: "past the end"}
+		for off, s := range marks {
+			if _, err := f.WriteAt([]byte(s), off); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		g, err := os.Open(filepath.Join(B, "holes"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		if fi, err := g.Stat(); err != nil || fi.Size() != size+10+int64(len(marks[size+10])) {
+			t.Fatalf("size through B = %v, %v", fi.Size(), err)
+		}
+		for off, s := range marks {
+			buf := make([]byte, len(s)+2<<20)
+			n, err := g.ReadAt(buf, off-1<<20)
+			if err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+			want := append(append(make([]byte, 1<<20), s...), make([]byte, 1<<20)...)
+			if !bytes.Equal(buf[:n], want[:n]) || n < 1<<20+len(s) {
+				t.Errorf("%d bytes around %q through B differ from zeros, %q, zeros", n, s, s)
+			}
+		}
+	})
 	t.Run("ftruncate on an open file", func(t *testing.T) {
 		f, err := os.Create(filepath.Join(A, "trunc"))
 		if err != nil {

@@ -113,6 +113,8 @@ type Store struct {
 	log     *slog.Logger
 	cache   *readCache
 
+	zeroMu sync.Mutex           // guards zeros
+	zeros  map[int]Entry        // zero chunks stored, by length (upload.go)
 	slowMu sync.Mutex           // guards slow
 	slow   map[string]time.Time // peers that held up a shard write: when
 	nslow  atomic.Int32         // len(slow), read without the lock

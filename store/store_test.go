@@ -808,3 +808,37 @@ func TestSelfManifest(t *testing.T) {
 		})
 	}
 }
+
+// TestZeroChunks: the chunks of a hole are stored once; later holes of any
+// file refer to them without writing a shard, and read back as zeros.
+func TestZeroChunks(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNet(6)
+	s := newTestStore(t, n, 4, 2)
+	hole := make([]byte, 2<<20) // 32 chunks of the test chunking's 64 KiB Max
+	first := append(randBytes(100<<10, 51), hole...)
+	if _, _, err := s.PutFile(ctx, bytes.NewReader(first)); err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	before := n.puts
+	n.mu.Unlock()
+	second := append(append(randBytes(50<<10, 52), hole...), randBytes(50<<10, 53)...)
+	a, st, err := s.PutFile(ctx, bytes.NewReader(second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	puts := n.puts - before
+	n.mu.Unlock()
+	// Only the chunks with data, the one where the hole starts and the
+	// manifest are written: far fewer than the file's chunks.
+	t.Logf("%d chunks, %d shard writes", st.Chunks, puts)
+	if st.Chunks < 32 || puts > 6*16 {
+		t.Errorf("%d chunks, %d shard writes: the hole's chunks were written again", st.Chunks, puts)
+	}
+	var out bytes.Buffer
+	if _, err := newTestStore(t, n, 4, 2).WriteFile(ctx, a, &out); err != nil || !bytes.Equal(out.Bytes(), second) {
+		t.Fatalf("read back: %v", err)
+	}
+}

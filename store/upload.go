@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/reefproject/reef/addr"
+	"github.com/reefproject/reef/chunker"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -41,6 +42,13 @@ func (s *Store) newUpload(ctx context.Context) *upload {
 // a pooled buffer, seals it and stores it in the background. The entry it
 // returns is set once the chunk is sealed (after u.waitSealed).
 func (u *upload) chunk(c []byte) *Entry {
+	if chunker.IsZero(c) {
+		// A hole: the zero chunk of this length is stored already (every
+		// hole of a sparse file, and of every file, is the same chunk).
+		if e, ok := u.s.zeroEntry(len(c)); ok {
+			return &e
+		}
+	}
 	return u.owned(u.copy(c))
 }
 
@@ -67,7 +75,13 @@ func (u *upload) owned(bp *[]byte) *Entry {
 		defer done()
 		*e = got
 		u.sealed.Done()
-		return u.stripe(got.Addr, blob)
+		if err := u.stripe(got.Addr, blob); err != nil {
+			return err
+		}
+		if chunker.IsZero(data) {
+			u.s.storedZero(got)
+		}
+		return nil
 	})
 	return e
 }
@@ -178,4 +192,26 @@ func (s *Store) seal(plain []byte) ([]byte, func(), Entry, error) {
 	}
 	a := addr.Sum(blob)
 	return blob, func() { s.blobs.Put(bp) }, Entry{Addr: a, Length: int64(len(plain)), K: s.cfg.K, M: s.cfg.M}, nil
+}
+
+// zeroEntry returns the entry of the chunk of n zero bytes, if this store
+// has stored it (then its stripe is whole, and it is never deleted: chunks
+// are not collected).
+func (s *Store) zeroEntry(n int) (Entry, bool) {
+	s.zeroMu.Lock()
+	defer s.zeroMu.Unlock()
+	e, ok := s.zeros[n]
+	return e, ok
+}
+
+// storedZero records that the zero chunk e is stored.
+func (s *Store) storedZero(e Entry) {
+	s.zeroMu.Lock()
+	defer s.zeroMu.Unlock()
+	if s.zeros == nil {
+		s.zeros = map[int]Entry{}
+	}
+	if len(s.zeros) < 64 { // a hole's length is Max or its remainder: few
+		s.zeros[int(e.Length)] = e
+	}
 }
