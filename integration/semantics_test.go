@@ -420,14 +420,15 @@ func TestStoppedPeer(t *testing.T) {
 	// peer takes at least that long. The bound is no speed goal, only what
 	// tells waiting for it from not.
 	const bound = 7 * time.Second
+	while := stopped.name + " stopped"
 	step := func(what string, f func() error) {
 		t.Helper()
 		t0 := time.Now()
 		if err := f(); err != nil {
-			t.Fatalf("%s with %s stopped: %v", what, stopped.name, err)
+			t.Fatalf("%s, %s: %v", what, while, err)
 		}
 		if took := time.Since(t0); took > bound {
-			t.Errorf("%s with %s stopped took %v: it waited for the stopped peer", what, stopped.name, took.Round(time.Millisecond))
+			t.Errorf("%s, %s, took %v: it waited for a stopped peer", what, while, took.Round(time.Millisecond))
 		}
 	}
 	small := []byte("written while a peer is stopped\n")
@@ -463,4 +464,25 @@ func TestStoppedPeer(t *testing.T) {
 			t.Errorf("%s through A after %s resumed: %v", name, stopped.name, err)
 		}
 	}
+
+	// Every peer but the two mounting ones stopped: a close cannot reach
+	// its quorum and fails. Once they resume, closes work again at once,
+	// though A remembers them all as slow.
+	for _, p := range peers[2:] {
+		p.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+	err := os.WriteFile(filepath.Join(A, "cut off"), small, 0o644)
+	for _, p := range peers[2:] {
+		p.cmd.Process.Signal(syscall.SIGCONT)
+	}
+	if err == nil {
+		t.Errorf("a close with 4 of 6 peers stopped succeeded: its change is on 2 peers, m+1 = 3 needed")
+	}
+	alive := map[string]string{}
+	for _, p := range peers {
+		alive[p.name] = "alive"
+	}
+	c.waitStates(peers[0], alive, 30*time.Second)
+	while = "the stopped peers resumed"
+	step("close", func() error { return os.WriteFile(filepath.Join(A, "resumed"), small, 0o644) })
 }

@@ -395,6 +395,12 @@ func (p *Peer) pushTo(first, spare []string, body []byte, need int) (int, []stri
 	for _, o := range first {
 		start(o)
 	}
+	// Too few in first (its quorum members are all known slow): the
+	// spares make up the quorum at once.
+	for len(waiting) < need && len(spare) > 0 {
+		start(spare[0])
+		spare = spare[1:]
+	}
 	defer func() { go func() { wg.Wait(); cancel() }() }()
 	hedge := time.NewTimer(pushHedge)
 	defer hedge.Stop()
