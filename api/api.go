@@ -59,6 +59,10 @@ type Member struct {
 	Self       bool      `json:"self,omitempty"`
 	Draining   bool      `json:"draining,omitempty"`
 	Version    string    `json:"version,omitempty"`
+	// Slow: the answering peer saw this one hold up a shard request or a
+	// namespace push (no answer within the hedge delay) in the last 30 s,
+	// and has not heard from it since; it passes it over meanwhile.
+	Slow bool `json:"slow,omitempty"`
 }
 
 // Status is the cluster as one peer sees it.

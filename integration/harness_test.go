@@ -308,6 +308,7 @@ type status struct {
 		State  string `json:"state"`
 		Used   int64  `json:"used_bytes"`
 		Shards int64  `json:"shards"`
+		Slow   bool   `json:"slow"`
 	} `json:"members"`
 }
 

@@ -457,6 +457,12 @@ func TestStoppedPeer(t *testing.T) {
 			return err
 		})
 	}
+	// The operator sees which peer held A up.
+	for _, m := range c.status(peers[0]).Members {
+		if m.Slow != (m.ID == stopped.name) {
+			t.Errorf("status through %s: %s slow = %v", peers[0].name, m.ID, m.Slow)
+		}
+	}
 	resume()
 	c.waitStates(peers[0], map[string]string{stopped.name: "alive"}, 30*time.Second)
 	for name, want := range map[string][]byte{"before": before, "small": small, "big": big} {

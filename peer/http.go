@@ -268,9 +268,14 @@ func (p *Peer) handleStatus(w http.ResponseWriter, r *http.Request) {
 	if st.Quorum == 0 {
 		st.Quorum = p.cfg.K + p.cfg.M
 	}
+	slow := p.store.SlowPeers()
+	for o := range p.slowPushers() {
+		slow[o] = true
+	}
 	for _, m := range p.node.Members() {
 		st.Members = append(st.Members, api.Member{
-			ID: m.ID, State: m.State.String(), Zone: m.Meta.Zone, DataAddr: m.Meta.DataAddr, GossipAddr: m.GossipAddr,
+			Slow: slow[m.ID],
+			ID:   m.ID, State: m.State.String(), Zone: m.Meta.Zone, DataAddr: m.Meta.DataAddr, GossipAddr: m.GossipAddr,
 			Capacity: m.Meta.Capacity, Free: m.Meta.Free, Used: m.Meta.Used, Shards: m.Meta.Shards,
 			LastSeen: m.LastSeen, Self: m.ID == p.id, Version: m.Meta.Version, Draining: m.Meta.Flags&membership.FlagDraining != 0,
 		})

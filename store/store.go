@@ -446,6 +446,15 @@ func (s *Store) markSlow(peers []string) map[string]bool {
 	return out
 }
 
+// SlowPeers returns the peers that held up a shard request lately (see
+// storeStripe) and have not answered one since. The map is the caller's.
+func (s *Store) SlowPeers() map[string]bool {
+	if sl := s.slowNow(); sl != nil {
+		return sl
+	}
+	return map[string]bool{}
+}
+
 // slowNow returns the peers marked slow, nil if none.
 func (s *Store) slowNow() map[string]bool {
 	if s.nslow.Load() == 0 {

@@ -59,6 +59,9 @@ func runStatusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if m.Draining {
 			state += " (draining)"
 		}
+		if m.Slow {
+			state += " (slow)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", id, state, zone, m.DataAddr,
 			humanBytes(m.Capacity), humanBytes(m.Used), humanBytes(m.Free), m.Shards, seen)
 	}
