@@ -47,6 +47,7 @@ type shardNet struct {
 	p       *Peer
 	client  *http.Client
 	streams streamPool // namespace pushes (stream.go)
+	dedup   dedupProbe // whether big shard writes ask first (stream.go)
 	// lookup finds a peer's data address: dataAddr, or a fixed table in
 	// tests and benchmarks that run without gossip.
 	lookup func(peer string) (string, error)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/reefproject/reef/addr"
@@ -257,12 +258,14 @@ func parseShardFrame(b []byte) (k store.ShardKey, lazy bool, shard []byte, err e
 // transfer), smaller ones are sent at once. errNoStream: use HTTP.
 func (n *shardNet) putShardStream(ctx context.Context, peer string, k store.ShardKey, shard []byte, lazy bool) (bool, error) {
 	hdr := shardFrameHeader(k, lazy)
-	if len(shard) > expectMin {
+	if len(shard) > expectMin && n.dedup.ask() {
 		ans, err := n.streamCall(ctx, peer, frameShardHas, hdr)
 		if err != nil {
 			return false, err
 		}
-		if len(ans) == 1 && ans[0] == 1 {
+		held := len(ans) == 1 && ans[0] == 1
+		n.dedup.saw(held)
+		if held {
 			return false, nil
 		}
 	}
@@ -585,4 +588,35 @@ func (c *streamConn) callTo(ctx context.Context, kind byte, parts [][]byte, limi
 		return nil, true, fmt.Errorf("%w (peer: %s)", store.ErrShardNotFound, payload)
 	}
 	return payload, true, nil
+}
+
+// dedupProbe decides whether a big shard write first asks the holder if it
+// has the shard (frameShardHas). The question saves sending what a peer
+// holds already (a second copy of a file, a backup of unchanged data), and
+// costs a round trip otherwise: for new data, every shard of a 1 GiB write
+// was two requests instead of one. After dedupMisses answers in a row of
+// "not held", only one shard in dedupEvery asks, until one is held.
+type dedupProbe struct {
+	misses atomic.Int64 // "not held" answers since the last "held"
+	n      atomic.Int64 // shards written since, to pick the probes
+}
+
+const (
+	dedupMisses = 16
+	dedupEvery  = 16
+)
+
+func (d *dedupProbe) ask() bool {
+	if d.misses.Load() < dedupMisses {
+		return true
+	}
+	return d.n.Add(1)%dedupEvery == 0
+}
+
+func (d *dedupProbe) saw(held bool) {
+	if held {
+		d.misses.Store(0)
+		return
+	}
+	d.misses.Add(1)
 }
