@@ -485,6 +485,9 @@ type valueLog struct {
 
 	garbageCh    chan struct{}
 	discardStats *discardStats
+
+	encMu  sync.Mutex   // (reef patch) guards encBuf: write's callers are the writer goroutine and StreamWriter
+	encBuf bytes.Buffer // (reef patch) write's encoding buffer, kept
 }
 
 func vlogFilePath(dirPath string, fid uint32) string {
@@ -822,6 +825,10 @@ func estimateRequestSize(req *request) uint64 {
 }
 
 // write is thread-unsafe by design and should not be called concurrently.
+// vlogEncBufKeep is the largest encoding buffer valueLog.write keeps for
+// the next call. (reef patch)
+const vlogEncBufKeep = 8 << 20
+
 func (vlog *valueLog) write(reqs []*request) error {
 	if vlog.db.opt.InMemory {
 		return nil
@@ -891,7 +898,18 @@ func (vlog *valueLog) write(reqs []*request) error {
 		return nil
 	}
 
-	buf := new(bytes.Buffer)
+	// (reef patch) One buffer per value log, kept from call to call: a
+	// fresh bytes.Buffer grew from
+	// nothing to each value's size, allocating, zeroing and copying about
+	// twice the value on every write call.
+	vlog.encMu.Lock()
+	defer vlog.encMu.Unlock()
+	buf := &vlog.encBuf
+	defer func() {
+		if buf.Cap() > vlogEncBufKeep {
+			*buf = bytes.Buffer{}
+		}
+	}()
 	for i := range reqs {
 		b := reqs[i]
 		b.Ptrs = b.Ptrs[:0]
