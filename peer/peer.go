@@ -65,7 +65,16 @@ type Config struct {
 	// ShardSyncEvery bounds how long a lazily written shard stays unsynced
 	// (blockstore.Options.SyncEvery); 0 means 100ms.
 	ShardSyncEvery time.Duration
+	// CacheBytes bounds the decoded chunks kept for reads; 0 means
+	// DefaultMountCache on a peer that mounts, the store's default (128
+	// MiB) otherwise.
+	CacheBytes int64
 }
+
+// DefaultMountCache is the read cache of a peer that mounts: random reads
+// of a file fetch and decode a whole chunk (about 1 MiB) for each miss, so
+// a working set that fits saves most of them.
+const DefaultMountCache = 512 << 20
 
 // Peer is a running reef daemon.
 type Peer struct {
@@ -187,7 +196,12 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		p.bs.Close()
 		return nil, fmt.Errorf("peer: %w", err)
 	}
+	cache := cfg.CacheBytes
+	if cache == 0 && cfg.Mount != "" {
+		cache = DefaultMountCache
+	}
 	p.store, err = store.New(store.Config{
+		CacheBytes:  cache,
 		Keys:        cfg.Keys,
 		K:           cfg.K,
 		M:           cfg.M,

@@ -19,7 +19,7 @@ var version = peer.Version
 type serveOptions struct {
 	data, key, listen, gossip, zone, name, logLevel, mount string
 	join                                                   []string
-	capacity, repairRate, scrubRate                        int64
+	capacity, repairRate, scrubRate, cache                 int64
 	repairAfter, scrubEvery, maintEvery, shardSyncEvery    time.Duration
 	k, m, quorum                                           int
 }
@@ -47,6 +47,7 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.DurationVar(&o.maintEvery, "maint-every", 30*time.Second, "time between repair and rebalance passes")
 	fs.DurationVar(&o.shardSyncEvery, "shard-sync-every", blockstore.DefaultSyncEvery, "longest a file's shard stays written but not synced to disk (fsync(2) on a mount syncs at once)")
 	fs.StringVar(&o.mount, "mount", "", "mount the volume at this directory (FUSE); unmounted on SIGTERM/SIGINT")
+	fs.Var(sizeFlag{&o.cache}, "cache", "bytes of decoded chunks kept in memory for reads (default 512M with --mount, else 128M)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -73,7 +74,7 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		DataDir: o.data, Name: o.name, Listen: o.listen, Gossip: o.gossip, Join: o.join, Zone: o.zone,
 		Capacity: o.capacity, K: o.k, M: o.m, WriteQuorum: o.quorum, Keys: keys, Logger: log, Mount: o.mount,
 		RepairAfter: o.repairAfter, RepairRate: o.repairRate, ScrubRate: o.scrubRate, ScrubEvery: scrubEvery(o.scrubEvery), MaintEvery: o.maintEvery,
-		ShardSyncEvery: o.shardSyncEvery,
+		ShardSyncEvery: o.shardSyncEvery, CacheBytes: o.cache,
 	})
 	if err != nil {
 		return err
