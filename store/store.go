@@ -474,16 +474,17 @@ func (s *Store) answered(peer string) {
 	s.nslow.Store(int32(len(s.slow)))
 }
 
-// standIn picks the peer that takes a copy of a slow shard write: the
-// best-ranked peer of the shard that holds nothing of the stripe, else the
-// least used one; never a slow one. It counts the pick in used.
-func (s *Store) standIn(key ShardKey, live []placement.Member, mu *sync.Mutex, used map[string]int, slow map[string]bool) string {
+// standIn picks the peer that takes a shard in place of its holder (one
+// that failed, or a copy of a slow write): the best-ranked peer of the
+// shard that holds nothing of the stripe, else the least used one; never
+// one in not. It counts the pick in used; "" when every peer is in not.
+func (s *Store) standIn(key ShardKey, live []placement.Member, mu *sync.Mutex, used map[string]int, not map[string]bool) string {
 	mu.Lock()
 	defer mu.Unlock()
 	ranked := placement.Rank(key.Addr[:], key.Index, live)
 	next, least := "", -1
 	for _, m := range ranked {
-		if slow[m.ID] {
+		if not[m.ID] {
 			continue
 		}
 		if used[m.ID] == 0 {
@@ -522,27 +523,7 @@ func (s *Store) putShard(ctx context.Context, key ShardKey, shard []byte, holder
 		if try+1 >= attempts || ctx.Err() != nil {
 			break
 		}
-		next := ""
-		mu.Lock()
-		ranked := placement.Rank(key.Addr[:], key.Index, live)
-		for _, m := range ranked {
-			if used[m.ID] == 0 && !failed[m.ID] {
-				next = m.ID
-				break
-			}
-		}
-		if next == "" {
-			least := -1
-			for _, m := range ranked {
-				if !failed[m.ID] && (least < 0 || used[m.ID] < least) {
-					next, least = m.ID, used[m.ID]
-				}
-			}
-		}
-		if next != "" {
-			used[next]++
-		}
-		mu.Unlock()
+		next := s.standIn(key, live, mu, used, failed)
 		if next == "" {
 			break
 		}

@@ -74,17 +74,7 @@ func (n *fakeNet) PutShard(ctx context.Context, peer string, k ShardKey, b []byt
 }
 
 func (n *fakeNet) GetShard(ctx context.Context, peer string, k ShardKey) ([]byte, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.gets++
-	if n.down[peer] {
-		return nil, errors.New("connection refused")
-	}
-	b, ok := n.data[peer][k]
-	if !ok {
-		return nil, ErrShardNotFound
-	}
-	return bytes.Clone(b), nil
+	return n.GetShardTo(ctx, peer, k, nil)
 }
 
 // GetShardTo implements BufferedNet.

@@ -42,14 +42,15 @@ func (s *Store) newUpload(ctx context.Context) *upload {
 // a pooled buffer, seals it and stores it in the background. The entry it
 // returns is set once the chunk is sealed (after u.waitSealed).
 func (u *upload) chunk(c []byte) *Entry {
-	if chunker.IsZero(c) {
+	zero := chunker.IsZero(c)
+	if zero {
 		// A hole: the zero chunk of this length is stored already (every
 		// hole of a sparse file, and of every file, is the same chunk).
 		if e, ok := u.s.zeroEntry(len(c)); ok {
 			return &e
 		}
 	}
-	return u.owned(u.copy(c))
+	return u.store(u.copy(c), zero)
 }
 
 // copy copies a chunk into a pooled buffer.
@@ -62,6 +63,12 @@ func (u *upload) copy(c []byte) *[]byte {
 // owned is chunk for a chunk already in a pooled buffer, which it gives
 // back.
 func (u *upload) owned(bp *[]byte) *Entry {
+	return u.store(bp, chunker.IsZero(*bp))
+}
+
+// store seals and stores the chunk in bp (zero: all its bytes are zero, so
+// it is recorded as the zero chunk of its length once stored).
+func (u *upload) store(bp *[]byte, zero bool) *Entry {
 	data := *bp
 	e := &Entry{}
 	u.sealed.Add(1)
@@ -78,7 +85,7 @@ func (u *upload) owned(bp *[]byte) *Entry {
 		if err := u.stripe(got.Addr, blob); err != nil {
 			return err
 		}
-		if chunker.IsZero(data) {
+		if zero {
 			u.s.storedZero(got)
 		}
 		return nil
