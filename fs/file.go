@@ -86,6 +86,7 @@ func (of *openFile) view(in namespace.Inode) namespace.Inode {
 	p := of.pend
 	of.amu.Unlock()
 	in = p.ApplyTo(in)
+	in.Ctime = max(in.Ctime, of.ctime.Load())
 	if w := of.wtime.Load(); w != 0 {
 		// Unsaved writes changed the file: shown as modified then, as a
 		// local file system does, not at the time of the last commit.
@@ -174,10 +175,19 @@ func (f *File) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 		}
 	}
 	ch := attrChange(req)
+	if req.Valid.Size() && ch.Mask&namespace.SetMtime == 0 {
+		// truncate(2), ftruncate(2) and open(O_TRUNC) stamp the file's
+		// mtime and ctime even when the size stays (an empty file opened
+		// with O_TRUNC), as a local filesystem does; the kernel sends
+		// just the size.
+		ch.Mask |= namespace.SetMtime
+		ch.Mtime = time.Now().UnixNano()
+	}
 	of := f.fs.openFile(f.ino)
 	// chown clears the set-id bits, as does truncation by a caller the
 	// kernel flags (it left both to the mount: fuse.HandleKillPriv).
-	chown := ch.Mask&(namespace.SetUid|namespace.SetGid) != 0 && ch.Mask&namespace.SetMode == 0
+	// chown(path, -1, -1) arrives as a change of ctime alone (ctimeOnly).
+	chown := (ch.Mask&(namespace.SetUid|namespace.SetGid) != 0 || ctimeOnly(req.Valid)) && ch.Mask&namespace.SetMode == 0
 	if chown || (req.Valid.Size() && req.Valid.SetattrKillSUIDGID()) {
 		if err := f.killPriv(ctx, of, &ch); err != nil {
 			return errno(f.fs.log, "setattr", err)
@@ -200,6 +210,14 @@ func (f *File) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 	}
 	f.fs.fillAttr(of.view(in), &resp.Attr)
 	return nil
+}
+
+// ctimeOnly reports whether a setattr request changes nothing but ctime,
+// or nothing at all: that is how the kernel sends chown(2) with both ids
+// -1, and its request to drop the set-id bits before a write by a caller
+// without CAP_FSETID. Both clear the bits on a local filesystem.
+func ctimeOnly(v fuse.SetattrValid) bool {
+	return v&^(fuse.SetattrHandle|fuse.SetattrLockOwner|fuse.SetattrCTime) == 0
 }
 
 // killPriv adds to ch the mode change that clears the file's set-user-ID
@@ -333,6 +351,7 @@ type openFile struct {
 	// because setattr and getattr are served inline.
 	amu      sync.Mutex
 	pend     namespace.AttrChange // changes to apply at the next commit
+	ctime    atomic.Int64         // when a change was last folded into pend (unix ns): the ctime shown until the commit
 	foldable bool                 // dirty and not yet being committed: setattr may fold into pend
 }
 
@@ -348,6 +367,7 @@ func (of *openFile) fold(ch namespace.AttrChange) bool {
 		return false
 	}
 	of.pend = of.pend.Merge(ch)
+	of.ctime.Store(time.Now().UnixNano())
 	return true
 }
 

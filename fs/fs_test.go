@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -366,6 +368,17 @@ func TestKillPriv(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, 0o745 | sgid},
+		{"chown -1 -1 clears suid", 0o755 | suid | sgid, func(t *testing.T, file *File, h *Handle) {
+			if err := file.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrCTime}, &fuse.SetattrResponse{}); err != nil {
+				t.Fatal(err)
+			}
+		}, 0o755},
+		{"utimens keeps suid", 0o755 | suid, func(t *testing.T, file *File, h *Handle) {
+			req := &fuse.SetattrRequest{Valid: fuse.SetattrMtime | fuse.SetattrCTime, Mtime: time.Unix(5, 0)}
+			if err := file.Setattr(ctx, req, &fuse.SetattrResponse{}); err != nil {
+				t.Fatal(err)
+			}
+		}, 0o755 | suid},
 		{"flagged write", 0o755 | suid, func(t *testing.T, file *File, h *Handle) {
 			var resp fuse.WriteResponse
 			if err := h.Write(ctx, &fuse.WriteRequest{Data: []byte("x"), Flags: fuse.WriteKillSUIDGID}, &resp); err != nil {
@@ -409,6 +422,72 @@ func TestKillPriv(t *testing.T) {
 			}
 			h.Release(ctx, &fuse.ReleaseRequest{})
 		})
+	}
+}
+
+// TestTruncateStampsTimes: a truncation that keeps the size (open with
+// O_TRUNC of an empty file, ftruncate to the same length) still changes
+// mtime and ctime, as on a local filesystem; POSIX requires it of O_TRUNC.
+func TestTruncateStampsTimes(t *testing.T) {
+	ctx := context.Background()
+	for _, open := range []bool{false, true} {
+		t.Run(fmt.Sprintf("open=%v", open), func(t *testing.T) {
+			f, ns, _ := newTestFS(t)
+			file, h := create(t, f, "f")
+			if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			if !open {
+				h.Release(ctx, &fuse.ReleaseRequest{})
+			}
+			before, _ := ns.GetInode(file.ino)
+			time.Sleep(5 * time.Millisecond)
+			var resp fuse.SetattrResponse
+			if err := file.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrSize, Size: 0}, &resp); err != nil {
+				t.Fatal(err)
+			}
+			if open {
+				if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+					t.Fatal(err)
+				}
+				h.Release(ctx, &fuse.ReleaseRequest{})
+			}
+			after, _ := ns.GetInode(file.ino)
+			if after.Mtime <= before.Mtime || after.Ctime <= before.Ctime {
+				t.Errorf("mtime %d -> %d, ctime %d -> %d: want both later", before.Mtime, after.Mtime, before.Ctime, after.Ctime)
+			}
+			if !resp.Attr.Mtime.After(time.Unix(0, before.Mtime)) {
+				t.Errorf("reply mtime %v, not after %v", resp.Attr.Mtime, time.Unix(0, before.Mtime))
+			}
+		})
+	}
+}
+
+// TestXattrNamespaces: names outside user., trusted. and security. are
+// refused with EOPNOTSUPP, as a local filesystem refuses them.
+func TestXattrNamespaces(t *testing.T) {
+	ctx := context.Background()
+	f, _, _ := newTestFS(t)
+	file, h := create(t, f, "f")
+	defer h.Release(ctx, &fuse.ReleaseRequest{})
+	tests := []struct {
+		name string
+		want error
+	}{
+		{"user.a", nil},
+		{"trusted.a", nil},
+		{"security.a", nil},
+		{"bogus.a", fuse.Errno(syscall.EOPNOTSUPP)},
+		{"user.", fuse.Errno(syscall.EOPNOTSUPP)},
+		{"system.foo", fuse.Errno(syscall.EOPNOTSUPP)},
+		{"system.posix_acl_access", fuse.Errno(syscall.EOPNOTSUPP)},
+		{"usera", fuse.Errno(syscall.EOPNOTSUPP)},
+	}
+	for _, tc := range tests {
+		err := file.Setxattr(ctx, &fuse.SetxattrRequest{Name: tc.name, Xattr: []byte("v")})
+		if !errors.Is(err, tc.want) && err != tc.want {
+			t.Errorf("setxattr %q: %v, want %v", tc.name, err, tc.want)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"strings"
 	"syscall"
 
 	"bazil.org/fuse"
@@ -23,12 +24,20 @@ const (
 // matters beyond honesty: ls -l, cp and friends remember per file system
 // that these are unsupported and stop asking, while ENODATA makes them ask
 // again for every file (two round trips per entry of ls -l).
+// So are names outside the four namespaces Linux defines (user., trusted.,
+// security., system.), as on a local filesystem; other system. names are
+// refused too: each of them has a meaning the mount would not give it.
 func unsupportedXattr(name string) bool {
 	switch name {
 	case "system.posix_acl_access", "system.posix_acl_default", "security.selinux":
 		return true
 	}
-	return false
+	for _, ns := range []string{"user.", "trusted.", "security."} {
+		if strings.HasPrefix(name, ns) && len(name) > len(ns) {
+			return false
+		}
+	}
+	return true
 }
 
 var errXattrUnsupported = fuse.Errno(syscall.EOPNOTSUPP)
