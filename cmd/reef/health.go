@@ -53,6 +53,8 @@ func runHealthCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fmt.Fprintf(tw, "bytes at risk\t%s\n", humanBytes(h.BytesAtRisk))
 	var red string
 	switch {
+	case h.ChunksTotal == 0:
+		red = "no chunks in scope (inline files live on every peer)"
 	case h.MinRedundancy < 0:
 		red = "none (data lost)"
 	case h.MinRedundancy == 0:

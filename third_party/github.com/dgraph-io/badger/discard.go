@@ -32,7 +32,7 @@ func InitDiscardStats(opt Options) (*discardStats, error) {
 	fname := filepath.Join(opt.ValueDir, discardFname)
 
 	// 1MB file can store 65.536 discard entries. Each entry is 16 bytes.
-	mf, err := z.OpenMmapFile(fname, os.O_CREATE|os.O_RDWR, 1<<20)
+	mf, err := y.OpenMmapFile(fname, os.O_CREATE|os.O_RDWR, 1<<20, 1<<20) // (reef patch 4)
 	lf := &discardStats{
 		MmapFile: mf,
 		opt:      opt,

@@ -539,7 +539,14 @@ func (lf *logFile) zeroNextEntry() {
 }
 
 func (lf *logFile) open(path string, flags int, fsize int64) error {
-	mf, ferr := z.OpenMmapFile(path, flags, int(fsize))
+	// (reef patch 4) Blocks are reserved for what is written through the
+	// map: all of a memtable's log; a value log's header only (its
+	// entries are written with pwrite, which fails with ENOSPC cleanly).
+	reserve := int(fsize)
+	if strings.HasSuffix(path, ".vlog") {
+		reserve = 1 << 12
+	}
+	mf, ferr := y.OpenMmapFile(path, flags, int(fsize), reserve)
 	lf.MmapFile = mf
 
 	if ferr == z.NewFile {
