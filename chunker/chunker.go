@@ -184,15 +184,23 @@ func (c *Chunker) find(data []byte) int {
 // hashing them gives the first cut point, or Max.
 func (c *Chunker) zeroCut() int {
 	if c.zcut == 0 {
-		z := make([]byte, c.p.Max)
-		c.zcut = c.p.Max
-		if cut, h := roll(z[:c.p.Avg], c.p.Min, 0, c.strict); cut > 0 {
-			c.zcut = cut
-		} else if cut, _ := roll(z, c.p.Avg, h, c.loose); cut > 0 {
-			c.zcut = cut
-		}
+		c.zcut = c.p.ZeroCut()
 	}
 	return c.zcut
+}
+
+// ZeroCut is the length of every chunk cut from inside a run of at least
+// Max zero bytes (a hole): where hashing the zeros gives the first cut
+// point, or Max. Only such chunks and a file's last one can be all zeros.
+func (p Params) ZeroCut() int {
+	strict, loose := p.masks()
+	z := make([]byte, p.Max)
+	if cut, h := roll(z[:p.Avg], p.Min, 0, strict); cut > 0 {
+		return cut
+	} else if cut, _ := roll(z, p.Avg, h, loose); cut > 0 {
+		return cut
+	}
+	return p.Max
 }
 
 // zeroPage is compared against by IsZero.

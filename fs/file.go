@@ -329,6 +329,7 @@ type openFile struct {
 
 	// Lazy staging of a big chunked file.
 	old        [32]byte       // manifest the unchanged blocks come from; zero: staging holds everything
+	oldZero    int64          // bytes of holes in old (namespace.Content.Zero)
 	cut        int64          // old content is valid below this offset only
 	have       map[int64]bool // blocks (lazyBlock bytes) present in staging
 	dirtyStart int64          // the changed region since the last commit
@@ -442,7 +443,7 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 		}
 		of.staging, of.size = st, n
 		of.publish()
-		of.old, of.cut, of.have = in.Content.Manifest, n, map[int64]bool{}
+		of.old, of.oldZero, of.cut, of.have = in.Content.Manifest, in.Content.Zero, n, map[int64]bool{}
 		of.dirty, of.seq = false, false
 		if n != in.Size {
 			of.markDirty(n, in.Size)
@@ -461,7 +462,7 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 			return err
 		}
 	}
-	of.staging, of.size, of.old = st, n, [32]byte{}
+	of.staging, of.size, of.old, of.oldZero = st, n, [32]byte{}, 0
 	of.publish()
 	of.dirty = false
 	if n != in.Size {
@@ -615,7 +616,7 @@ func (of *openFile) truncate(ctx context.Context, size int64) error {
 		if size != 0 {
 			return of.lost
 		}
-		of.lost, of.old, of.have = nil, [32]byte{}, nil
+		of.lost, of.old, of.oldZero, of.have = nil, [32]byte{}, 0, nil
 	}
 	if size == of.size {
 		return nil
@@ -674,26 +675,26 @@ func (of *openFile) commit(ctx context.Context) error {
 			return fmt.Errorf("fs: read staging: %w", err)
 		}
 	case of.old != ([32]byte{}) && of.dirtyStart >= of.dirtyEnd && of.cut == of.size:
-		c.Manifest = of.old // stored by the stream, nothing changed since
+		c.Manifest, c.Zero = of.old, of.oldZero // stored by the stream, nothing changed since
 	case of.old != ([32]byte{}):
-		m, err := of.fs.cfg.Content.StoreRange(ctx, of.old, readerAt{ctx, of}, of.size, of.dirtyStart, of.dirtyEnd)
+		st, err := of.fs.cfg.Content.StoreRange(ctx, of.old, readerAt{ctx, of}, of.size, of.dirtyStart, of.dirtyEnd)
 		if err != nil {
 			return err
 		}
-		c.Manifest = m
+		c.Manifest, c.Zero = st.Manifest, st.Zero
 	default:
 		var r io.Reader = io.NewSectionReader(of.staging, 0, of.size)
 		if f, ok := of.staging.(*fileStage); ok {
 			r = f.contents(of.size)
 		}
-		m, n, err := of.fs.cfg.Content.Store(ctx, r)
+		st, err := of.fs.cfg.Content.Store(ctx, r)
 		if err != nil {
 			return err
 		}
-		if n != of.size {
-			return fmt.Errorf("fs: stored %d bytes of %d", n, of.size)
+		if st.Size != of.size {
+			return fmt.Errorf("fs: stored %d bytes of %d", st.Size, of.size)
 		}
-		c.Manifest = m
+		c.Manifest, c.Zero = st.Manifest, st.Zero
 	}
 	var (
 		taken  namespace.AttrChange
@@ -715,7 +716,7 @@ func (of *openFile) commit(ctx context.Context) error {
 	of.dirtyStart, of.dirtyEnd = 1<<62, 0
 	if of.old != ([32]byte{}) && c.Manifest != ([32]byte{}) {
 		// Unstaged blocks now come from the new version: same bytes.
-		of.old, of.cut = c.Manifest, of.size
+		of.old, of.oldZero, of.cut = c.Manifest, c.Zero, of.size
 	}
 	return nil
 }

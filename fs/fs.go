@@ -40,13 +40,20 @@ type Tree interface {
 
 // Content stores and reads file bytes by manifest address.
 type Content interface {
-	// Store stores everything r yields and returns the manifest address.
-	Store(ctx context.Context, r io.Reader) (manifest [32]byte, size int64, err error)
+	// Store stores everything r yields.
+	Store(ctx context.Context, r io.Reader) (Stored, error)
 	// ReadAt reads like io.ReaderAt from the file with that manifest.
 	ReadAt(ctx context.Context, manifest [32]byte, p []byte, off int64) (int, error)
 	// StoreRange stores a new version of the file at base that differs
 	// only in [dirtyStart, dirtyEnd) (and past base's end), read from r.
-	StoreRange(ctx context.Context, base [32]byte, r io.ReaderAt, size, dirtyStart, dirtyEnd int64) ([32]byte, error)
+	StoreRange(ctx context.Context, base [32]byte, r io.ReaderAt, size, dirtyStart, dirtyEnd int64) (Stored, error)
+}
+
+// Stored is what storing a file's content gave.
+type Stored struct {
+	Manifest [32]byte
+	Size     int64 // bytes stored
+	Zero     int64 // of which in chunks of zeros: holes, left out of st_blocks
 }
 
 // Capacity reports the volume's usable bytes for statfs.
@@ -221,7 +228,14 @@ func (f *FS) fillAttr(in namespace.Inode, a *fuse.Attr) {
 	a.Valid = f.cfg.AttrValid
 	a.Inode = uint64(in.ID)
 	a.Size = uint64(in.Size)
-	a.Blocks = (a.Size + 511) / 512
+	// Holes (chunks of zeros, stored once for the whole volume) take no
+	// room, as on a local filesystem: du, and the sparse-file checks of
+	// cp, tar and rsync, see a sparse file as sparse.
+	used := in.Size
+	if in.Content.Manifest != ([32]byte{}) {
+		used -= min(max(in.Content.Zero, 0), in.Size)
+	}
+	a.Blocks = (uint64(max(used, 0)) + 511) / 512
 	a.BlockSize = 64 << 10
 	a.Atime = time.Unix(0, in.Atime)
 	a.Mtime = time.Unix(0, in.Mtime)

@@ -41,28 +41,28 @@ func (c *memContent) put(b []byte) [32]byte {
 	return k
 }
 
-func (c *memContent) Store(ctx context.Context, r io.Reader) ([32]byte, int64, error) {
+func (c *memContent) Store(ctx context.Context, r io.Reader) (Stored, error) {
 	c.mu.Lock()
 	fail := c.failAfter
 	c.mu.Unlock()
 	if fail > 0 {
 		if _, err := io.CopyN(io.Discard, r, fail); err != nil {
-			return [32]byte{}, 0, err
+			return Stored{}, err
 		}
-		return [32]byte{}, 0, errFakeStore
+		return Stored{}, errFakeStore
 	}
 	b, err := io.ReadAll(r)
 	if err != nil {
-		return [32]byte{}, 0, err
+		return Stored{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return [32]byte{}, 0, err
+		return Stored{}, err
 	}
 	k := c.put(b)
 	c.mu.Lock()
 	c.stores++
 	c.mu.Unlock()
-	return k, int64(len(b)), nil
+	return Stored{Manifest: k, Size: int64(len(b))}, nil
 }
 
 func (c *memContent) ReadAt(ctx context.Context, m [32]byte, p []byte, off int64) (int, error) {
@@ -79,15 +79,15 @@ func (c *memContent) ReadAt(ctx context.Context, m [32]byte, p []byte, off int64
 	return n, nil
 }
 
-func (c *memContent) StoreRange(ctx context.Context, base [32]byte, r io.ReaderAt, size, start, end int64) ([32]byte, error) {
+func (c *memContent) StoreRange(ctx context.Context, base [32]byte, r io.ReaderAt, size, start, end int64) (Stored, error) {
 	b := make([]byte, size)
 	if _, err := r.ReadAt(b, 0); err != nil && err != io.EOF {
-		return [32]byte{}, err
+		return Stored{}, err
 	}
 	c.mu.Lock()
 	c.ranges = append(c.ranges, [2]int64{start, end})
 	c.mu.Unlock()
-	return c.put(b), nil
+	return Stored{Manifest: c.put(b), Size: size}, nil
 }
 
 func newTestFS(t *testing.T) (*FS, *namespace.Namespace, *memContent) {

@@ -64,9 +64,8 @@ type writeBehind struct {
 
 	done chan struct{} // closed when Store has returned
 	// Set before done is closed.
-	manifest [32]byte
-	n        int64
-	err      error
+	res Stored
+	err error
 }
 
 // startWriteBehind starts c.Store on the first staged bytes of r, then on
@@ -81,7 +80,7 @@ func startWriteBehind(c Content, r io.ReaderAt, staged int64) *writeBehind {
 	go func() {
 		defer close(w.done)
 		defer streams.Add(-1)
-		w.manifest, w.n, w.err = c.Store(ctx, t)
+		w.res, w.err = c.Store(ctx, t)
 		// A store that stopped early must not leave a writer waiting.
 		if w.err != nil {
 			t.fail(w.err)
@@ -101,23 +100,23 @@ func (w *writeBehind) fed() int64 {
 
 // finish ends the input and waits for the store: it returns the manifest of
 // exactly the bytes fed, or the error that stopped the store.
-func (w *writeBehind) finish(ctx context.Context) ([32]byte, int64, error) {
+func (w *writeBehind) finish(ctx context.Context) (Stored, error) {
 	w.tail.end()
 	select {
 	case <-w.done:
 	case <-ctx.Done():
 		w.abort()
-		return [32]byte{}, 0, ctx.Err()
+		return Stored{}, ctx.Err()
 	}
 	w.cancel()
 	fed := w.fed()
 	switch {
 	case w.err != nil:
-		return [32]byte{}, 0, w.err
-	case w.n != fed:
-		return [32]byte{}, 0, fmt.Errorf("fs: write-behind stored %d bytes of %d", w.n, fed)
+		return Stored{}, w.err
+	case w.res.Size != fed:
+		return Stored{}, fmt.Errorf("fs: write-behind stored %d bytes of %d", w.res.Size, fed)
 	}
-	return w.manifest, w.n, nil
+	return w.res, nil
 }
 
 // abort abandons the stream: the store is cancelled and its result ignored.
@@ -300,41 +299,41 @@ func (of *openFile) settle(ctx context.Context) error {
 	if of.wb == nil {
 		return nil
 	}
-	m, err := of.finishStream(uninterruptible(ctx))
+	st, err := of.finishStream(uninterruptible(ctx))
 	if err != nil {
 		return err
 	}
-	return of.adopt(m)
+	return of.adopt(st)
 }
 
 // finishStream ends the stream and returns its manifest; on a failure the
 // file is lost (see push). Holds of.mu.
-func (of *openFile) finishStream(ctx context.Context) ([32]byte, error) {
+func (of *openFile) finishStream(ctx context.Context) (Stored, error) {
 	wb := of.wb
 	of.wb = nil
-	m, n, err := wb.finish(ctx)
-	if err == nil && n != of.size {
-		err = fmt.Errorf("stored %d bytes of %d", n, of.size)
+	st, err := wb.finish(ctx)
+	if err == nil && st.Size != of.size {
+		err = fmt.Errorf("stored %d bytes of %d", st.Size, of.size)
 	}
 	if err != nil {
 		of.lost = fmt.Errorf("fs: write-behind store: %w", err)
-		return m, of.lost
+		return st, of.lost
 	}
-	return m, nil
+	return st, nil
 }
 
 // adopt makes m, stored content equal to the file as written here, the
 // content that unstaged blocks come from; the staging file holds none of
 // it (its first blocks may still hold the bytes staged before the stream:
 // they are dropped). Holds of.mu.
-func (of *openFile) adopt(m [32]byte) error {
+func (of *openFile) adopt(st Stored) error {
 	if err := of.staging.Truncate(0); err != nil {
 		return err
 	}
 	if err := of.staging.Truncate(of.size); err != nil {
 		return err
 	}
-	of.old, of.cut, of.have = m, of.size, map[int64]bool{}
+	of.old, of.oldZero, of.cut, of.have = st.Manifest, st.Zero, of.size, map[int64]bool{}
 	of.dirtyStart, of.dirtyEnd = 1<<62, 0
 	of.seq = false
 	return nil

@@ -363,6 +363,16 @@ func TestFileSemantics(t *testing.T) {
 				t.Errorf("%d bytes around %q through B differ from zeros, %q, zeros", n, s, s)
 			}
 		}
+		// Its holes take no room: st_blocks, which du and the sparse
+		// checks of cp, tar and rsync read, counts the chunks with data
+		// (a few MiB of 1 GiB), as on a local filesystem.
+		var sb syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(B, "holes"), &sb); err != nil {
+			t.Fatal(err)
+		}
+		if used := sb.Blocks * 512; used > 32<<20 {
+			t.Errorf("st_blocks through B: %d MiB used of a 1 GiB file that is nearly all holes", used>>20)
+		}
 	})
 	t.Run("ftruncate on an open file", func(t *testing.T) {
 		f, err := os.Create(filepath.Join(A, "trunc"))

@@ -175,9 +175,22 @@ func encodeOp(e *encoder, op *Op) {
 	}
 }
 
+// encodeContent writes manifest(32) | size | bytes. The bytes are the data
+// of an inline file (zero manifest); for a chunked file they are its
+// extension: empty, or Zero as a uvarint. Records from before Zero have
+// them empty, so they still read.
 func encodeContent(e *encoder, c Content) {
 	e.b = append(e.b, c.Manifest[:]...)
 	e.iv(c.Size)
+	if c.Manifest != ([32]byte{}) {
+		if c.Zero > 0 {
+			e.uv(uint64(uvarintLen(uint64(c.Zero))))
+			e.uv(uint64(c.Zero))
+		} else {
+			e.uv(0)
+		}
+		return
+	}
 	e.bytes(c.Inline)
 }
 
@@ -192,7 +205,19 @@ func decodeContent(d *decoder) Content {
 	copy(c.Manifest[:], d.b[:32])
 	d.b = d.b[32:]
 	c.Size = d.iv()
-	c.Inline = d.bytes(MaxInlineLen)
+	if c.Manifest == ([32]byte{}) {
+		c.Inline = d.bytes(MaxInlineLen)
+		return c
+	}
+	ext := d.bytes(binary.MaxVarintLen64)
+	if len(ext) > 0 {
+		z, n := binary.Uvarint(ext)
+		if n != len(ext) || z > uint64(max(c.Size, 0)) {
+			d.fail("content's zero bytes")
+			return c
+		}
+		c.Zero = int64(z)
+	}
 	return c
 }
 
@@ -248,7 +273,7 @@ func opSize(op *Op) int {
 	case OpSetAttr:
 		n += 10 + 4*5 + 2*10
 	case OpSetContent:
-		n += 10 + 32 + 10 + 3 + len(op.Content.Inline) + 17 + len(op.Base.Peer)
+		n += 10 + 32 + 10 + 3 + len(op.Content.Inline) + 10 + 17 + len(op.Base.Peer)
 	case OpSetXattr, OpRemoveXattr:
 		n += 10 + 3 + len(op.Name) + 3 + len(op.Value)
 	}
@@ -445,7 +470,7 @@ func encodeCheckpoint(c *checkpoint) []byte {
 		}
 		e.ts(in.Version)
 		if len(in.Content.Inline) > 0 && c.apart != nil && c.apart(in) {
-			encodeContent(e, Content{Manifest: in.Content.Manifest, Size: in.Content.Size})
+			encodeContent(e, Content{Manifest: in.Content.Manifest, Size: in.Content.Size, Zero: in.Content.Zero})
 			e.u8(contentApart)
 		} else {
 			encodeContent(e, in.Content)

@@ -355,7 +355,8 @@ func FuzzDecodeOps(f *testing.F) {
 		{Kind: OpMove, TS: ts, Seq: 1, Node: 10, NewParent: 1, Name: "a.txt", Inode: 11, Init: &InodeInit{Type: File, Mode: 0o644, Target: "x"}},
 		{Kind: OpMove, TS: ts, Seq: 2, Node: 10, NewParent: 2, Name: "a.txt", Base: ts},
 		{Kind: OpSetAttr, TS: ts, Seq: 3, Inode: 11, Attr: AttrChange{Mask: SetMode, Mode: 0o600, Atime: -5}},
-		{Kind: OpSetContent, TS: ts, Seq: 4, Inode: 11, Content: Content{Manifest: [32]byte{1, 2}, Size: 3, Inline: []byte("abc")}, Base: ts},
+		{Kind: OpSetContent, TS: ts, Seq: 4, Inode: 11, Content: Content{Manifest: [32]byte{1, 2}, Size: 3 << 20, Zero: 1 << 20}, Base: ts},
+		{Kind: OpSetContent, TS: ts, Seq: 4, Inode: 12, Content: Content{Size: 3, Inline: []byte("abc")}, Base: ts},
 		{Kind: OpSetXattr, TS: ts, Seq: 5, Inode: 11, Name: "user.k", Value: []byte{0, 1}},
 		{Kind: OpRemoveXattr, TS: ts, Seq: 6, Inode: 11, Name: "user.k"},
 	}
@@ -397,15 +398,62 @@ func FuzzDecodeOps(f *testing.F) {
 
 func TestDecodeOpsRoundTrip(t *testing.T) {
 	ts := Timestamp{Wall: -5, Logical: 1 << 31, Peer: "p"}
-	ops := []Op{{Kind: OpSetContent, TS: ts, Origin: "p", Seq: 9, Inode: 4, Content: Content{Size: 2, Inline: []byte("hi")}, Base: ts}}
-	b, _ := EncodeOps(ops)
-	got, err := DecodeOps(b)
-	if err != nil || len(got) != 1 || got[0].TS != ts || string(got[0].Content.Inline) != "hi" || got[0].Origin != "p" {
-		t.Fatalf("round trip = %+v, %v", got, err)
+	for _, c := range []Content{
+		{Size: 2, Inline: []byte("hi")},
+		{Manifest: [32]byte{7}, Size: 10 << 30},
+		{Manifest: [32]byte{7}, Size: 10 << 30, Zero: 10<<30 - 5},
+		{Manifest: [32]byte{7}, Size: 1, Zero: 1},
+	} {
+		ops := []Op{{Kind: OpSetContent, TS: ts, Origin: "p", Seq: 9, Inode: 4, Content: c, Base: ts}}
+		b, _ := EncodeOps(ops)
+		got, err := DecodeOps(b)
+		if err != nil || len(got) != 1 || got[0].TS != ts || got[0].Origin != "p" ||
+			string(got[0].Content.Inline) != string(c.Inline) || got[0].Content.Manifest != c.Manifest ||
+			got[0].Content.Size != c.Size || got[0].Content.Zero != c.Zero {
+			t.Fatalf("round trip of %+v = %+v, %v", c, got, err)
+		}
+		for i := 0; i < len(b); i++ {
+			if _, err := DecodeOps(b[:i]); err == nil {
+				t.Errorf("%+v: truncated at %d decoded without error", c, i)
+			}
+		}
 	}
-	for i := 0; i < len(b); i++ {
-		if _, err := DecodeOps(b[:i]); err == nil {
-			t.Errorf("truncated at %d decoded without error", i)
+}
+
+// TestContentZeroCodec: a chunked file's content as written before Zero
+// existed (an empty bytes field) still decodes, with Zero 0; a count of
+// zero bytes beyond the size, or a malformed one, is refused.
+func TestContentZeroCodec(t *testing.T) {
+	m := [32]byte{9}
+	enc := func(size int64, ext []byte) []byte {
+		e := &encoder{}
+		e.b = append(e.b, m[:]...)
+		e.iv(size)
+		e.bytes(ext)
+		return e.b
+	}
+	tests := []struct {
+		name     string
+		b        []byte
+		wantZero int64
+		wantErr  bool
+	}{
+		{"old record", enc(100, nil), 0, false},
+		{"zero bytes", enc(100, []byte{40}), 40, false},
+		{"all zero", enc(100, []byte{100}), 100, false},
+		{"more zeros than bytes", enc(100, []byte{101}), 0, true},
+		{"trailing garbage", enc(100, []byte{40, 1}), 0, true},
+		{"unterminated varint", enc(100, []byte{0x80}), 0, true},
+	}
+	for _, tc := range tests {
+		d := &decoder{b: tc.b}
+		c := decodeContent(d)
+		if (d.err != nil) != tc.wantErr {
+			t.Errorf("%s: err %v, want error %v", tc.name, d.err, tc.wantErr)
+			continue
+		}
+		if !tc.wantErr && (c.Zero != tc.wantZero || c.Size != 100 || c.Manifest != m || c.Inline != nil) {
+			t.Errorf("%s: decoded %+v", tc.name, c)
 		}
 	}
 }

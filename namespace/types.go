@@ -218,6 +218,10 @@ type Content struct {
 	Manifest [32]byte // zero if none
 	Size     int64
 	Inline   []byte // the data itself when Manifest is zero
+	// Zero is how many of a chunked file's bytes are in chunks of zeros:
+	// holes, which take no room (st_blocks leaves them out). 0 when
+	// unknown, and for inline files.
+	Zero int64
 }
 
 // Inode holds the attributes and content of a file, directory or symlink.

@@ -280,6 +280,9 @@ func (ns *Namespace) SetContentAttr(ctx context.Context, ino InodeID, c Content,
 	if len(c.Inline) > MaxInlineLen {
 		return Inode{}, fmt.Errorf("namespace: set content: inline data of %d bytes: %w", len(c.Inline), ErrInvalid)
 	}
+	if c.Zero < 0 || c.Zero > c.Size || (c.Zero > 0 && c.Manifest == ([32]byte{})) {
+		return Inode{}, fmt.Errorf("namespace: set content: %d zero bytes of %d: %w", c.Zero, c.Size, ErrInvalid)
+	}
 	c.Inline = slices.Clone(c.Inline)
 	ops, err := ns.commit(ctx, func(s *state) ([]Op, error) {
 		in, err := liveInode(s, ino)

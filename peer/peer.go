@@ -310,14 +310,14 @@ func (p *Peer) MountDir() string {
 // contentAdapter gives the mount the store's file operations.
 type contentAdapter struct{ s *store.Store }
 
-func (c contentAdapter) Store(ctx context.Context, r io.Reader) ([32]byte, int64, error) {
+func (c contentAdapter) Store(ctx context.Context, r io.Reader) (fs.Stored, error) {
 	a, st, err := c.s.PutFile(ctx, r)
-	return a, st.Size, err
+	return fs.Stored{Manifest: a, Size: st.Size, Zero: st.Zero}, err
 }
 
-func (c contentAdapter) StoreRange(ctx context.Context, base [32]byte, r io.ReaderAt, size, start, end int64) ([32]byte, error) {
-	a, _, err := c.s.PutRange(ctx, addr.Addr(base), r, size, start, end)
-	return a, err
+func (c contentAdapter) StoreRange(ctx context.Context, base [32]byte, r io.ReaderAt, size, start, end int64) (fs.Stored, error) {
+	a, st, err := c.s.PutRange(ctx, addr.Addr(base), r, size, start, end)
+	return fs.Stored{Manifest: a, Size: st.Size, Zero: st.Zero}, err
 }
 
 func (c contentAdapter) ReadAt(ctx context.Context, m [32]byte, b []byte, off int64) (int, error) {

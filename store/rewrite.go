@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -13,6 +14,7 @@ import (
 // RewriteStats describes one PutRange.
 type RewriteStats struct {
 	Size        int64
+	Zero        int64 // bytes of the new version in chunks of zeros (holes)
 	KeptChunks  int   // old chunks reused as they were
 	NewChunks   int   // chunks cut and stored again
 	RechunkFrom int64 // where re-chunking started
@@ -104,6 +106,10 @@ func (s *Store) PutRange(ctx context.Context, base addr.Addr, r io.ReaderAt, siz
 	st.RechunkTo = pos
 	var root Entry
 	var merr error
+	if first != nil && chunker.IsZero(*first) {
+		fresh = append(fresh, u.owned(first)) // a hole, as in PutFile
+		first = nil
+	}
 	if first != nil {
 		if readErr == nil && u.ctx.Err() == nil && int64(len(*first)) == size {
 			root, merr = u.self(first)
@@ -123,9 +129,15 @@ func (s *Store) PutRange(ctx context.Context, base addr.Addr, r io.ReaderAt, siz
 		for _, e := range entries {
 			total += e.Length
 		}
-		if total != size {
+		kept, zerr := s.zeroBytes(entries[:i0], len(fresh) == 0 && len(tail) == 0)
+		keptTail, terr := s.zeroBytes(tail, true)
+		st.Zero = u.zero.Load() + kept + keptTail
+		switch {
+		case total != size:
 			merr = fmt.Errorf("store: rewrite produced %d bytes, want %d", total, size)
-		} else {
+		case zerr != nil || terr != nil:
+			merr = errors.Join(zerr, terr)
+		default:
 			root, merr = u.manifests(entries, kindData)
 		}
 	}

@@ -113,11 +113,13 @@ type Store struct {
 	log     *slog.Logger
 	cache   *readCache
 
-	zeroMu sync.Mutex           // guards zeros
-	zeros  map[int]Entry        // zero chunks stored, by length (upload.go)
-	slowMu sync.Mutex           // guards slow
-	slow   map[string]time.Time // peers that held up a shard write: when
-	nslow  atomic.Int32         // len(slow), read without the lock
+	zeroMu    sync.Mutex           // guards zeros and zeroAddrs
+	zeros     map[int]Entry        // zero chunks stored, by length (upload.go)
+	zeroAddrs map[int64]addr.Addr  // addresses of zero chunks, by length (zeroBytes)
+	zeroCut   int                  // Chunking.ZeroCut(): the length of a hole's chunks
+	slowMu    sync.Mutex           // guards slow
+	slow      map[string]time.Time // peers that held up a shard write: when
+	nslow     atomic.Int32         // len(slow), read without the lock
 }
 
 // shardFetchBudget bounds a background read-ahead.
@@ -163,7 +165,7 @@ func New(cfg Config) (*Store, error) {
 	if cfg.CacheBytes <= 0 {
 		cfg.CacheBytes = 128 << 20
 	}
-	s := &Store{cfg: cfg, coder: coder, log: cfg.Logger, cache: newReadCache(cfg.CacheBytes)}
+	s := &Store{cfg: cfg, coder: coder, log: cfg.Logger, cache: newReadCache(cfg.CacheBytes), zeroCut: cfg.Chunking.ZeroCut()}
 	max := cfg.Chunking.Max
 	// Room for a chunk, or a self manifest: a chunk and a header.
 	s.bufs.New = func() any { b := make([]byte, 0, max+manifestHdrSize); return &b }
@@ -176,6 +178,7 @@ func New(cfg Config) (*Store, error) {
 // PutStats describes one PutFile.
 type PutStats struct {
 	Size      int64 // bytes of the file
+	Zero      int64 // bytes of the file in chunks of zeros (holes)
 	Chunks    int   // data chunks
 	NewShards int   // shards stored now
 	DupShards int   // shards that were already held
@@ -220,6 +223,12 @@ func (s *Store) PutFile(ctx context.Context, r io.Reader) (addr.Addr, PutStats, 
 		s.bufs.Put(first)
 		first = nil
 	}
+	if first != nil && chunker.IsZero(*first) {
+		// A hole, not a self manifest: the zero chunk is stored once for
+		// every file, and the file's zero bytes are known.
+		entries = append(entries, u.owned(first))
+		first = nil
+	}
 	if first != nil {
 		st.Size, st.Chunks = int64(len(*first)), 1
 		root, merr = u.self(first)
@@ -230,6 +239,7 @@ func (s *Store) PutFile(ctx context.Context, r io.Reader) (addr.Addr, PutStats, 
 			st.Size += e.Length
 		}
 		st.Chunks = len(flat)
+		st.Zero = u.zero.Load()
 		root, merr = u.manifests(flat, kindData)
 	}
 	st.NewShards, st.DupShards, err = u.finish(ctx, readErr, merr)

@@ -832,3 +832,59 @@ func TestZeroChunks(t *testing.T) {
 		t.Fatalf("read back: %v", err)
 	}
 }
+
+// TestZeroBytes: PutFile and PutRange report how many of a file's bytes
+// are in chunks of zeros (holes), counting the holes of kept old chunks
+// too, and a file of zeros alone is a hole, not a self manifest.
+func TestZeroBytes(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNet(6)
+	s := newTestStore(t, n, 4, 2)
+	zc := int64(s.cfg.Chunking.ZeroCut())
+	data := func(size int, seed uint64) []byte { return randBytes(size, seed) }
+	zeros := func(size int) []byte { return make([]byte, size) }
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	tests := []struct {
+		name string
+		file []byte
+		// holes: zero bytes at least this many (the hole's middle) and
+		// at most the zeros in the file.
+		min, max int64
+	}{
+		{"data only", data(300<<10, 61), 0, 0},
+		{"zeros only, one chunk", zeros(10 << 10), 10 << 10, 10 << 10},
+		{"zeros only", zeros(1 << 20), 1 << 20, 1 << 20},
+		{"hole in the middle", cat(data(100<<10, 62), zeros(2<<20), data(100<<10, 63)), 2<<20 - 2*zc, 2 << 20},
+		{"hole at the end", cat(data(100<<10, 64), zeros(1<<20)), 1<<20 - zc, 1 << 20},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, st, err := s.PutFile(ctx, bytes.NewReader(tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Zero < tc.min || st.Zero > tc.max {
+				t.Errorf("PutFile: %d zero bytes, want %d..%d", st.Zero, tc.min, tc.max)
+			}
+			// A rewrite of one byte keeps most old chunks: their holes
+			// still count, as many as a fresh store of the result finds.
+			changed := bytes.Clone(tc.file)
+			changed[len(changed)-1] ^= 0xff
+			b, rst, err := s.PutRange(ctx, a, bytes.NewReader(changed), int64(len(changed)), int64(len(changed)-1), int64(len(changed)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, fresh, err := s.PutFile(ctx, bytes.NewReader(changed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rst.Zero != fresh.Zero {
+				t.Errorf("PutRange: %d zero bytes; a fresh PutFile of the same bytes: %d", rst.Zero, fresh.Zero)
+			}
+			var out bytes.Buffer
+			if _, err := s.WriteFile(ctx, b, &out); err != nil || !bytes.Equal(out.Bytes(), changed) {
+				t.Fatalf("read back the rewrite: %v", err)
+			}
+		})
+	}
+}

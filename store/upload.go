@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/reefproject/reef/addr"
 	"github.com/reefproject/reef/chunker"
@@ -30,6 +31,7 @@ type upload struct {
 
 	mu      sync.Mutex
 	nw, dup int
+	zero    atomic.Int64 // bytes in the zero chunks given to chunk and owned
 }
 
 func (s *Store) newUpload(ctx context.Context) *upload {
@@ -44,6 +46,7 @@ func (s *Store) newUpload(ctx context.Context) *upload {
 func (u *upload) chunk(c []byte) *Entry {
 	zero := chunker.IsZero(c)
 	if zero {
+		u.zero.Add(int64(len(c)))
 		// A hole: the zero chunk of this length is stored already (every
 		// hole of a sparse file, and of every file, is the same chunk).
 		if e, ok := u.s.zeroEntry(len(c)); ok {
@@ -63,7 +66,11 @@ func (u *upload) copy(c []byte) *[]byte {
 // owned is chunk for a chunk already in a pooled buffer, which it gives
 // back.
 func (u *upload) owned(bp *[]byte) *Entry {
-	return u.store(bp, chunker.IsZero(*bp))
+	zero := chunker.IsZero(*bp)
+	if zero {
+		u.zero.Add(int64(len(*bp)))
+	}
+	return u.store(bp, zero)
 }
 
 // store seals and stores the chunk in bp (zero: all its bytes are zero, so
@@ -209,6 +216,57 @@ func (s *Store) zeroEntry(n int) (Entry, bool) {
 	defer s.zeroMu.Unlock()
 	e, ok := s.zeros[n]
 	return e, ok
+}
+
+// zeroBytes returns how many bytes of entries, old chunks of a file that
+// a rewrite keeps, are chunks of zeros. Only a hole's chunks (ZeroCut
+// long) and the file's last chunk (last: entries end the file) can be:
+// their addresses are compared with the zero chunk's of that length,
+// computed once per length.
+func (s *Store) zeroBytes(entries []Entry, last bool) (int64, error) {
+	var n int64
+	for i, e := range entries {
+		if e.self || (e.Length != int64(s.zeroCut) && !(last && i == len(entries)-1)) {
+			continue
+		}
+		a, err := s.zeroAddr(e.Length)
+		if err != nil {
+			return 0, err
+		}
+		if a == e.Addr {
+			n += e.Length
+		}
+	}
+	return n, nil
+}
+
+// zeroAddr is the address of the chunk of n zero bytes.
+func (s *Store) zeroAddr(n int64) (addr.Addr, error) {
+	if n <= 0 || n > int64(s.cfg.Chunking.Max) {
+		return addr.Addr{}, nil // no chunk is that long: matches nothing
+	}
+	s.zeroMu.Lock()
+	if e, ok := s.zeros[int(n)]; ok {
+		s.zeroMu.Unlock()
+		return e.Addr, nil
+	}
+	a, ok := s.zeroAddrs[n]
+	s.zeroMu.Unlock()
+	if ok {
+		return a, nil
+	}
+	_, done, e, err := s.seal(make([]byte, n))
+	if err != nil {
+		return addr.Addr{}, err
+	}
+	done()
+	s.zeroMu.Lock()
+	defer s.zeroMu.Unlock()
+	if s.zeroAddrs == nil || len(s.zeroAddrs) >= 64 {
+		s.zeroAddrs = map[int64]addr.Addr{} // the tails of a few files' holes
+	}
+	s.zeroAddrs[n] = e.Addr
+	return e.Addr, nil
 }
 
 // storedZero records that the zero chunk e is stored.
