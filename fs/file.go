@@ -133,6 +133,9 @@ func (f *File) openHandle(in namespace.Inode, write bool) *Handle {
 		f.fs.open[f.ino] = of
 	}
 	of.refs++
+	if write {
+		of.writers++
+	}
 	return &Handle{file: f, of: of, write: write}
 }
 
@@ -311,10 +314,11 @@ type openFile struct {
 	ino namespace.InodeID
 
 	mu      sync.Mutex // guards the fields below
-	refs    int
-	staging stage // local copy being written; nil until needed
-	size    int64 // size of the file as written here
-	dirty   bool  // staging differs from what the namespace holds
+	refs    int        // handles open (guarded by FS.mu, not mu)
+	writers int        // of which may write (FS.mu)
+	staging stage      // local copy being written; nil until needed
+	size    int64      // size of the file as written here
+	dirty   bool       // staging differs from what the namespace holds
 	base    namespace.Timestamp
 
 	// Write-behind (writebehind.go): seq says the staging copy holds
@@ -734,7 +738,62 @@ var (
 	_ fusefs.HandleFlusher    = (*Handle)(nil)
 	_ fusefs.HandleReleaser   = (*Handle)(nil)
 	_ fusefs.HandleFAllocater = (*Handle)(nil)
+	_ fusefs.HandleLSeeker    = (*Handle)(nil)
 )
+
+// seeker finds data and holes in stored content (store.Store.Seek).
+type seeker interface {
+	Seek(ctx context.Context, manifest [32]byte, off int64, hole bool) (int64, bool, error)
+}
+
+// LSeek answers lseek(2)'s SEEK_DATA and SEEK_HOLE from the stored
+// content, whose chunks of zeros are its holes: cp, tar and qemu-img skip
+// them instead of reading gigabytes of zeros. While the file may have
+// writes this mount has not stored (a handle open for writing here: the
+// kernel's writeback cache may hold pages not sent yet) the answer is the
+// one a filesystem without holes gives, data up to the end, which is
+// never wrong. Never ENOSYS: that turns SEEK_HOLE off for the mount.
+func (h *Handle) LSeek(ctx context.Context, req *fuse.LSeekRequest) (int64, error) {
+	f := h.file.fs
+	hole := false
+	switch req.Whence {
+	case seekData:
+	case seekHole:
+		hole = true
+	default:
+		return 0, fuse.Errno(syscall.EINVAL)
+	}
+	in, err := f.inode(h.file.ino)
+	if err != nil {
+		return 0, errno(f.log, "lseek", err)
+	}
+	f.mu.Lock()
+	writing := h.of.writers > 0
+	f.mu.Unlock()
+	h.of.mu.Lock()
+	dirty := h.of.dirty || h.of.wb != nil
+	h.of.mu.Unlock()
+	in = h.of.view(in)
+	off := req.Offset
+	if off < 0 || off >= in.Size {
+		return 0, fuse.Errno(syscall.ENXIO)
+	}
+	sk, ok := f.cfg.Content.(seeker)
+	if writing || dirty || !ok || in.Content.Manifest == ([32]byte{}) || in.Content.Zero == 0 {
+		if hole {
+			return in.Size, nil
+		}
+		return off, nil
+	}
+	pos, found, err := sk.Seek(ctx, in.Content.Manifest, off, hole)
+	if err != nil {
+		return 0, errno(f.log, "lseek", err)
+	}
+	if !found {
+		return 0, fuse.Errno(syscall.ENXIO)
+	}
+	return pos, nil
+}
 
 // FAllocate reserves space (mode 0 extends the file), keeps the size
 // (KEEP_SIZE: nothing to reserve in a replicated store) or punches a hole.
@@ -931,6 +990,9 @@ func (h *Handle) release(ctx context.Context) error {
 	fs := h.file.fs
 	fs.mu.Lock()
 	h.of.refs--
+	if h.write {
+		h.of.writers--
+	}
 	last := h.of.refs == 0
 	if last {
 		delete(fs.open, h.file.ino)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -631,5 +632,120 @@ func TestMknodSpecialFiles(t *testing.T) {
 		if !found {
 			t.Errorf("%s: not listed", tc.name)
 		}
+	}
+}
+
+// holeContent is memContent that knows holes, in blocks of holeBlock zero
+// bytes, as the store knows chunks of zeros.
+type holeContent struct{ *memContent }
+
+const holeBlock = 64 << 10
+
+func zeroBlock(b []byte, i int64) bool {
+	end := min(int64(len(b)), (i+1)*holeBlock)
+	return !slices.ContainsFunc(b[i*holeBlock:end], func(c byte) bool { return c != 0 })
+}
+
+func (c holeContent) Store(ctx context.Context, r io.Reader) (Stored, error) {
+	st, err := c.memContent.Store(ctx, r)
+	if err != nil {
+		return st, err
+	}
+	c.mu.Lock()
+	b := c.files[st.Manifest]
+	c.mu.Unlock()
+	for i := int64(0); i*holeBlock < int64(len(b)); i++ {
+		if zeroBlock(b, i) {
+			st.Zero += min(int64(len(b)), (i+1)*holeBlock) - i*holeBlock
+		}
+	}
+	return st, nil
+}
+
+func (c holeContent) Seek(ctx context.Context, m [32]byte, off int64, hole bool) (int64, bool, error) {
+	c.mu.Lock()
+	b := c.files[m]
+	c.mu.Unlock()
+	for i := off / holeBlock; i*holeBlock < int64(len(b)); i++ {
+		if zeroBlock(b, i) == hole {
+			return max(off, i*holeBlock), true, nil
+		}
+	}
+	if hole {
+		return int64(len(b)), true, nil
+	}
+	return 0, false, nil
+}
+
+// TestLSeek: SEEK_DATA and SEEK_HOLE come from the stored content's holes
+// once the file is closed; while a handle may write, the answer is data up
+// to the end (never wrong: the kernel may hold writes not yet stored).
+func TestLSeek(t *testing.T) {
+	ctx := context.Background()
+	ns, err := namespace.Open(namespace.Config{Dir: t.TempDir(), Peer: "p1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	f, err := New(Config{Tree: ns, Content: holeContent{&memContent{files: map[[32]byte][]byte{}}}, StagingDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 1 << 20
+	file, h := create(t, f, "sparse")
+	write(t, h, 5*holeBlock, []byte("data")) // blocks 0-4 hole, 5 data, 6-15 hole
+	write(t, h, size-1, []byte{0})
+	if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	seek := func(h *Handle, off int64, whence int) (int64, error) {
+		return h.LSeek(ctx, &fuse.LSeekRequest{Offset: off, Whence: whence})
+	}
+	enxio := fuse.Errno(syscall.ENXIO)
+	type want struct {
+		off    int64
+		whence int
+		pos    int64
+		err    error
+	}
+	check := func(what string, h *Handle, tests []want) {
+		t.Helper()
+		for _, w := range tests {
+			pos, err := seek(h, w.off, w.whence)
+			if pos != w.pos || !errors.Is(err, w.err) && err != w.err {
+				t.Errorf("%s: lseek(%d, %d) = %d, %v; want %d, %v", what, w.off, w.whence, pos, err, w.pos, w.err)
+			}
+		}
+	}
+	// Open for writing: no holes reported.
+	check("writable", h, []want{
+		{0, seekData, 0, nil},
+		{0, seekHole, size, nil},
+		{size, seekData, 0, enxio},
+	})
+	h.Release(ctx, &fuse.ReleaseRequest{})
+	r, err := file.Open(ctx, &fuse.OpenRequest{Flags: fuse.OpenReadOnly}, &fuse.OpenResponse{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rh := r.(*Handle)
+	defer rh.Release(ctx, &fuse.ReleaseRequest{})
+	check("closed", rh, []want{
+		{0, seekData, 5 * holeBlock, nil},
+		{0, seekHole, 0, nil},
+		{5*holeBlock + 10, seekData, 5*holeBlock + 10, nil},
+		{5 * holeBlock, seekHole, 6 * holeBlock, nil},
+		{6 * holeBlock, seekData, 0, enxio},
+		{6 * holeBlock, seekHole, 6 * holeBlock, nil},
+		{size, seekHole, 0, enxio},
+		{-1, seekData, 0, enxio},
+		{0, 0, 0, fuse.Errno(syscall.EINVAL)},
+	})
+	var a fuse.Attr
+	if err := file.Attr(ctx, &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.Blocks*512 != holeBlock {
+		t.Errorf("st_blocks %d (%d bytes), want the one block with data (%d)", a.Blocks, a.Blocks*512, holeBlock)
 	}
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -372,6 +373,23 @@ func TestFileSemantics(t *testing.T) {
 		}
 		if used := sb.Blocks * 512; used > 32<<20 {
 			t.Errorf("st_blocks through B: %d MiB used of a 1 GiB file that is nearly all holes", used>>20)
+		}
+		// lseek finds them (cp, tar -S and qemu-img skip holes so): the
+		// file starts with a hole, its first data holds the first mark,
+		// and the next hole starts a few MiB later.
+		const seekData, seekHole = 3, 4
+		if pos, err := g.Seek(0, seekHole); err != nil || pos != 0 {
+			t.Errorf("SEEK_HOLE from 0 = %d, %v; want 0 (the file starts with a hole)", pos, err)
+		}
+		data, err := g.Seek(0, seekData)
+		if err != nil || data > 300<<20 || data < 290<<20 {
+			t.Errorf("SEEK_DATA from 0 = %d, %v; want the chunk holding offset %d", data, err, 300<<20)
+		}
+		if hole, err := g.Seek(data, seekHole); err != nil || hole <= 300<<20 || hole > 310<<20 {
+			t.Errorf("SEEK_HOLE from %d = %d, %v; want just past the first mark", data, hole, err)
+		}
+		if _, err := g.Seek(size+100, seekData); !errors.Is(err, syscall.ENXIO) {
+			t.Errorf("SEEK_DATA past the end: %v, want ENXIO", err)
 		}
 	})
 	t.Run("ftruncate on an open file", func(t *testing.T) {

@@ -320,6 +320,10 @@ func (c contentAdapter) StoreRange(ctx context.Context, base [32]byte, r io.Read
 	return fs.Stored{Manifest: a, Size: st.Size, Zero: st.Zero}, err
 }
 
+func (c contentAdapter) Seek(ctx context.Context, m [32]byte, off int64, hole bool) (int64, bool, error) {
+	return c.s.Seek(ctx, addr.Addr(m), off, hole)
+}
+
 func (c contentAdapter) ReadAt(ctx context.Context, m [32]byte, b []byte, off int64) (int, error) {
 	return c.s.ReadAt(ctx, addr.Addr(m), b, off)
 }

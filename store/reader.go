@@ -22,6 +22,45 @@ type fileIndex struct {
 	// next is where the last ReadAt of this file ended: a read starting
 	// near it continues a sequential scan, which gets a deeper read-ahead.
 	next atomic.Int64
+
+	holesOnce sync.Once
+	holes     []bool // holes[i]: entries[i] is a chunk of zeros (Seek)
+}
+
+// Seek answers lseek(2)'s SEEK_DATA (hole false) and SEEK_HOLE (hole true)
+// for the file at a: the first offset at or after off in data, or in a
+// hole. The holes are the file's chunks of zeros and the implicit one at
+// its end; a chunk with any data in it is data throughout, so holes are
+// found at chunk granularity (a hole's chunks are ZeroCut long). ok is
+// false when there is none: SEEK_DATA in the last hole, or off at or past
+// the end.
+func (s *Store) Seek(ctx context.Context, a addr.Addr, off int64, hole bool) (pos int64, ok bool, err error) {
+	ix, err := s.index(ctx, a)
+	if err != nil {
+		return 0, false, err
+	}
+	if off < 0 || off >= ix.size {
+		return 0, false, nil
+	}
+	ix.holesOnce.Do(func() {
+		ix.holes = make([]bool, len(ix.entries))
+		for i, e := range ix.entries {
+			// An error (a seal failed) counts the chunk as data: data
+			// is always a safe answer.
+			z, err := s.zeroBytes([]Entry{e}, i == len(ix.entries)-1)
+			ix.holes[i] = err == nil && z > 0
+		}
+	})
+	i := sort.Search(len(ix.entries), func(i int) bool { return ix.offsets[i]+ix.entries[i].Length > off })
+	for ; i < len(ix.entries); i++ {
+		if ix.holes[i] == hole {
+			return max(off, ix.offsets[i]), true, nil
+		}
+	}
+	if hole {
+		return ix.size, true, nil
+	}
+	return 0, false, nil
 }
 
 func (ix *fileIndex) find(off int64) int {

@@ -888,3 +888,46 @@ func TestZeroBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestSeek: SEEK_DATA and SEEK_HOLE over a stored file find its chunks of
+// zeros, at chunk granularity.
+func TestSeek(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t, newFakeNet(6), 4, 2)
+	zc := int64(s.cfg.Chunking.ZeroCut())
+	const head, hole, tail = 100 << 10, 2 << 20, 100 << 10
+	file := bytes.Join([][]byte{randBytes(head, 71), make([]byte, hole), randBytes(tail, 72)}, nil)
+	a, _, err := s.PutFile(ctx, bytes.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(file))
+	seek := func(off int64, isHole bool) (int64, bool) {
+		t.Helper()
+		pos, ok, err := s.Seek(ctx, a, off, isHole)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pos, ok
+	}
+	if pos, ok := seek(0, false); !ok || pos != 0 {
+		t.Errorf("SEEK_DATA 0 = %d, %v; want 0", pos, ok)
+	}
+	h, ok := seek(0, true)
+	if !ok || h < head || h > head+zc {
+		t.Errorf("SEEK_HOLE 0 = %d, %v; want within a chunk after %d", h, ok, head)
+	}
+	d, ok := seek(h, false)
+	if !ok || d <= h || d > head+hole || d < head+hole-zc {
+		t.Errorf("SEEK_DATA %d = %d, %v; want within a chunk before %d", h, d, ok, head+hole)
+	}
+	if pos, ok := seek(d, true); !ok || pos != size {
+		t.Errorf("SEEK_HOLE %d = %d, %v; want the end, %d", d, pos, ok, size)
+	}
+	if _, ok := seek(size, false); ok {
+		t.Error("SEEK_DATA at the end found data")
+	}
+	if _, ok := seek(size, true); ok {
+		t.Error("SEEK_HOLE at the end found a hole")
+	}
+}

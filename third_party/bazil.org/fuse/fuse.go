@@ -1144,6 +1144,18 @@ func (c *Conn) ReadRequest() (Request, error) {
 			LockFlags: LockFlags(in.LkFlags),
 		}
 
+	case opLSeek: // (reef patch 10)
+		in := (*lseekIn)(m.data())
+		if m.len() < unsafe.Sizeof(*in) {
+			goto corrupt
+		}
+		req = &LSeekRequest{
+			Header: m.Header(),
+			Handle: HandleID(in.Fh),
+			Offset: int64(in.Offset),
+			Whence: int(in.Whence),
+		}
+
 	case opFAllocate:
 		in := (*fAllocateIn)(m.data())
 		if m.len() < unsafe.Sizeof(*in) {
@@ -2877,5 +2889,29 @@ func (r *FAllocateRequest) String() string {
 // Respond replies to the request, indicating that the FAllocate succeeded.
 func (r *FAllocateRequest) Respond() {
 	buf := newBuffer(0)
+	r.respond(buf)
+}
+
+// LSeekRequest asks where the next data or hole of an open file is, for
+// lseek(2) with SEEK_DATA or SEEK_HOLE (the kernel answers the other
+// whences itself). (reef patch 10)
+type LSeekRequest struct {
+	Header
+	Handle HandleID
+	Offset int64
+	Whence int // unix.SEEK_DATA or unix.SEEK_HOLE
+}
+
+var _ Request = (*LSeekRequest)(nil)
+
+func (r *LSeekRequest) String() string {
+	return fmt.Sprintf("LSeek [%s] %v @%d whence=%d", &r.Header, r.Handle, r.Offset, r.Whence)
+}
+
+// Respond replies with the offset found.
+func (r *LSeekRequest) Respond(offset int64) {
+	buf := newBuffer(unsafe.Sizeof(lseekOut{}))
+	out := (*lseekOut)(buf.alloc(unsafe.Sizeof(lseekOut{})))
+	out.Offset = uint64(offset)
 	r.respond(buf)
 }

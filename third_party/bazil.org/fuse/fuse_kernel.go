@@ -1047,3 +1047,15 @@ type fAllocateIn struct {
 	Mode   uint32
 	_      uint32
 }
+
+// lseekIn and lseekOut are FUSE_LSEEK's (reef patch 10).
+type lseekIn struct {
+	Fh     uint64
+	Offset uint64
+	Whence uint32
+	_      uint32
+}
+
+type lseekOut struct {
+	Offset uint64
+}

@@ -415,6 +415,15 @@ type HandlePOSIXLocker interface {
 	HandleFlusher
 }
 
+// HandleLSeeker answers lseek(2) with SEEK_DATA and SEEK_HOLE: the offset
+// of the first data (or hole) at or after req.Offset, or ENXIO. A handle
+// without it makes the request fail with ENOSYS, after which the kernel
+// answers those whences itself for the whole mount (data up to the end).
+// (reef patch 10)
+type HandleLSeeker interface {
+	LSeek(ctx context.Context, req *fuse.LSeekRequest) (int64, error)
+}
+
 type HandleFAllocater interface {
 	// FAllocate manipulates space reserved for the file.
 	//
@@ -1846,6 +1855,23 @@ func (c *Server) handleRequest(ctx context.Context, node Node, snode *serveNode,
 		}
 		done(s)
 		r.Respond(s)
+		return nil
+
+	case *fuse.LSeekRequest: // (reef patch 10)
+		shandle := c.getHandle(r.Handle)
+		if shandle == nil {
+			return syscall.ESTALE
+		}
+		h, ok := shandle.handle.(HandleLSeeker)
+		if !ok {
+			return syscall.ENOSYS
+		}
+		off, err := h.LSeek(ctx, r)
+		if err != nil {
+			return err
+		}
+		done(off)
+		r.Respond(off)
 		return nil
 
 	case *fuse.FAllocateRequest:
