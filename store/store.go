@@ -530,6 +530,13 @@ func (s *Store) putShard(ctx context.Context, key ShardKey, shard []byte, holder
 		errs = append(errs, fmt.Sprintf("%s: %v", peer, err))
 		failed[peer] = true
 		s.log.Warn("shard write failed", "shard", key.String(), "peer", peer, "err", err)
+		if ctx.Err() == nil {
+			// Passed over by the next stripes' placement, as a slow
+			// peer is, until it answers a write again: a peer whose
+			// disk is full failed every shard it was given, and each
+			// failure cost a round trip before the stand-in.
+			s.markSlow([]string{peer})
+		}
 		if try+1 >= attempts || ctx.Err() != nil {
 			break
 		}

@@ -29,6 +29,7 @@ type fakeNet struct {
 	puts  int
 	gets  int
 	lists int
+	tries map[string]int // PutShard calls per peer
 }
 
 func newFakeNet(peers int) *fakeNet {
@@ -63,6 +64,10 @@ func (n *fakeNet) PutShard(ctx context.Context, peer string, k ShardKey, b []byt
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.puts++
+	if n.tries == nil {
+		n.tries = map[string]int{}
+	}
+	n.tries[peer]++
 	if n.down[peer] {
 		return false, errors.New("connection refused")
 	}
@@ -929,5 +934,32 @@ func TestSeek(t *testing.T) {
 	}
 	if _, ok := seek(size, true); ok {
 		t.Error("SEEK_HOLE at the end found a hole")
+	}
+}
+
+// TestFailedPeerPassedOver: a peer that fails shard writes while it is a
+// member (its disk is full) is left out of the next stripes' placement,
+// as a slow one is (until the mark lapses), instead of costing every
+// stripe a failed write.
+func TestFailedPeerPassedOver(t *testing.T) {
+	n := newFakeNet(8)
+	s := newTestStore(t, n, 4, 2)
+	s.cfg.Parallel = 1 // one stripe at a time: each sees the marks of the last
+	n.setDown(true, "p0")
+	data := randBytes(2<<20, 81) // about 40 chunks of 6 shards on 8 peers
+	a, st, err := s.PutFile(context.Background(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	tries := n.tries["p0"]
+	n.mu.Unlock()
+	t.Logf("%d chunks, %d writes tried on the failing peer", st.Chunks, tries)
+	if st.Chunks < 20 || tries > 2 {
+		t.Errorf("%d chunks, %d shard writes tried on the failing peer: want it passed over after the first", st.Chunks, tries)
+	}
+	var out bytes.Buffer
+	if _, err := s.WriteFile(context.Background(), a, &out); err != nil || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("read back: %v", err)
 	}
 }
