@@ -207,7 +207,16 @@ func (d *Dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs
 	if !ok {
 		return fuse.Errno(syscall.ENOTDIR)
 	}
-	return errno(d.fs.log, "rename", d.fs.cfg.Tree.Rename(ctx, d.id(), req.OldName, nd.id(), req.NewName, false))
+	switch req.Flags {
+	case 0, fuse.RenameNoReplace:
+	default:
+		// RENAME_EXCHANGE would need an atomic swap of two names in the
+		// replicated tree, which it has no op for; RENAME_WHITEOUT is
+		// overlayfs's. EINVAL is what a filesystem without them answers.
+		return fuse.Errno(syscall.EINVAL)
+	}
+	noReplace := req.Flags == fuse.RenameNoReplace
+	return errno(d.fs.log, "rename", d.fs.cfg.Tree.Rename(ctx, d.id(), req.OldName, nd.id(), req.NewName, noReplace))
 }
 
 // Setattr changes mode, owner or times of the directory.

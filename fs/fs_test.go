@@ -749,3 +749,45 @@ func TestLSeek(t *testing.T) {
 		t.Errorf("st_blocks %d (%d bytes), want the one block with data (%d)", a.Blocks, a.Blocks*512, holeBlock)
 	}
 }
+
+// TestRename2Flags: renameat2's RENAME_NOREPLACE refuses an existing
+// name with EEXIST and renames to a free one; RENAME_EXCHANGE and
+// RENAME_WHITEOUT are refused with EINVAL, as by a filesystem without them.
+func TestRename2Flags(t *testing.T) {
+	ctx := context.Background()
+	f, ns, _ := newTestFS(t)
+	for _, name := range []string{"a", "b"} {
+		_, h := create(t, f, name)
+		h.Release(ctx, &fuse.ReleaseRequest{})
+	}
+	root, _ := f.Root()
+	d := root.(*Dir)
+	tests := []struct {
+		old, new string
+		flags    fuse.RenameFlags
+		want     error
+	}{
+		{"a", "b", fuse.RenameNoReplace, fuse.Errno(syscall.EEXIST)},
+		{"a", "b", fuse.RenameExchange, fuse.Errno(syscall.EINVAL)},
+		{"a", "w", fuse.RenameWhiteout, fuse.Errno(syscall.EINVAL)},
+		{"a", "c", fuse.RenameNoReplace, nil},
+		{"c", "b", 0, nil}, // plain rename replaces
+	}
+	for _, tc := range tests {
+		err := d.Rename(ctx, &fuse.RenameRequest{OldName: tc.old, NewName: tc.new, Flags: tc.flags}, d)
+		if !errors.Is(err, tc.want) && err != tc.want {
+			t.Errorf("rename %s -> %s flags %#x: %v, want %v", tc.old, tc.new, tc.flags, err, tc.want)
+		}
+	}
+	entries, err := ns.ReadDir(namespace.RootID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name)
+	}
+	if !slices.Equal(names, []string{"b"}) {
+		t.Errorf("names left: %v, want [b]", names)
+	}
+}

@@ -7,7 +7,8 @@
 # cold read (B), create+write+close of many 4 KiB files and their cold read
 # back (B), untar of the Go
 # standard library source, a cold `ls -l` of a big directory (B), `rm -rf` of
-# it (A), and how long a file created through A takes to appear through B.
+# it (A), cp --sparse=auto of a sparse file (B), and how long a file created
+# through A takes to appear through B.
 # Everything (peers, mounts, temp dir) is cleaned up on exit, failure or ^C.
 #
 # Environment: SIZE_MB (1024) MiB for the sequential steps, N_SMALL (10000)
@@ -491,6 +492,30 @@ step_rm() {
 	wait_for "lsdir to disappear through mount B" 60 sh -c '! [ -e "$1" ]' sh "$mB/lsdir"
 }
 
+# A sparse file (4 x SIZE_MB MiB, made by truncate, one word written a third
+# in) copied with cp --sparse=auto through B: st_blocks tells cp it is sparse,
+# and SEEK_DATA/SEEK_HOLE let it skip the holes instead of reading zeros.
+step_sparse() {
+	local sz=$((size_mb * 4)) d
+	for d in "$loc" "$mA"; do
+		truncate -s "${sz}M" "$d/sparse"
+		printf 'a word in the hole' | dd of="$d/sparse" bs=1M seek=$((sz / 3)) conv=notrunc status=none
+	done
+	wait_for "the sparse file through mount B" 60 sh -c '[ "$(stat -c %s "$1" 2>/dev/null)" = "$2" ]' sh "$mB/sparse" "$((sz << 20))"
+	drop_caches
+	timed cp --sparse=auto "$loc/sparse" "$work/sparse.local"
+	put sparse.local.s "$elapsed"
+	put sparse.local "$(ms "$elapsed")"
+	timed cp --sparse=auto "$mB/sparse" "$work/sparse.reef"
+	put sparse.reef.s "$elapsed"
+	put sparse.reef "$(ms "$elapsed")"
+	local used
+	used=$(du -k "$work/sparse.reef" | cut -f1)
+	cmp -s "$work/sparse.local" "$work/sparse.reef" || { echo "bench-fs:   WRONG RESULT: the copy through B differs from the local one" >&2; return 1; }
+	rm -f "$work/sparse.local" "$work/sparse.reef"
+	[ "$used" -lt 65536 ] || { echo "bench-fs:   WRONG RESULT: the copy through B takes $used KiB: written dense" >&2; return 1; }
+}
+
 step_vis() {
 	local r
 	r=$(timeout --foreground "$step_timeout" "$fsb" visible "$mA/vis" "$mB/vis" "$n_vis" 30s)
@@ -504,6 +529,7 @@ run_step readsmall "read back of the $n_small 4 KiB files (local, then mount B, 
 run_step untar "untar of $tar_files files of Go's src (local then mount A)"
 run_step ls "ls -l of a $n_ls-entry directory (local, then mount B, cold)"
 run_step rm "rm -rf of the $n_ls-entry directory (local then mount A)"
+run_step sparse "cp --sparse=auto of a $((size_mb * 4)) MiB sparse file (local, then mount B)"
 run_step vis "cross-mount visibility, $n_vis probes (A to B)"
 
 # --- the table -------------------------------------------------------------------
@@ -530,6 +556,11 @@ is_failed ls && r=""
 is_failed ls && ratio=FAILED
 row "ls -l ${n_ls} entries (cold), B" "${r:-FAILED} ${r:+ms}" "${l:-FAILED} ${l:+ms}" "$ratio"
 line rm "rm -rf ${n_ls} files, A" "files/s"
+r=$(get sparse.reef); l=$(get sparse.local); ratio="-"
+is_failed sparse && r=""
+[ -n "$r" ] && [ -n "$l" ] && ratio=$(awk -v r="$(get sparse.reef.s)" -v l="$(get sparse.local.s)" 'BEGIN { printf "%.2f", l / r }')
+is_failed sparse && ratio=FAILED
+row "cp --sparse=auto $((size_mb * 4)) MiB sparse file, B" "${r:-FAILED} ${r:+ms}" "${l:-FAILED} ${l:+ms}" "$ratio"
 v=$(get vis)
 if [ -n "$v" ] && ! is_failed vis; then
 	read -r p50 p99 pmax <<<"$v"
@@ -538,7 +569,7 @@ else
 	row "visibility A->B, ${n_vis} probes: p50 / p99" "FAILED" "n/a" "FAILED"
 fi
 echo
-echo "# reef/local: reef's speed over local disk's (for ls -l: local time / reef time); below 1 = slower than local."
+echo "# reef/local: reef's speed over local disk's (for ls -l and cp --sparse: local time / reef time); below 1 = slower than local."
 echo "# create+write+close and untar do not fsync (neither on reef nor local); the seq write does (conv=fsync)."
 echo "# ls -l: entries made through A; timed at B's first ls -l after B listed the names (readdir only) and caches were dropped."
 echo "# visibility: from close() on A returning to the first successful stat() on B (polled every 1 ms; max ${pmax:-?} ms);"

@@ -800,30 +800,41 @@ func (c *Conn) ReadRequest() (Request, error) {
 			Dir:    m.hdr.Opcode == opRmdir,
 		}
 
-	case opRename:
-		in := (*renameIn)(m.data())
-		if m.len() < unsafe.Sizeof(*in) {
+	case opRename, opRename2:
+		var newDir uint64
+		var flags uint32
+		var names []byte
+		if m.hdr.Opcode == opRename2 { // (reef patch 11) renameat2(2) with flags
+			in := (*rename2In)(m.data())
+			if m.len() < unsafe.Sizeof(*in) {
+				goto corrupt
+			}
+			newDir, flags, names = in.Newdir, in.Flags, m.bytes()[unsafe.Sizeof(*in):]
+		} else {
+			in := (*renameIn)(m.data())
+			if m.len() < unsafe.Sizeof(*in) {
+				goto corrupt
+			}
+			newDir, names = in.Newdir, m.bytes()[unsafe.Sizeof(*in):]
+		}
+		// names should be "old\x00new\x00"
+		if len(names) < 4 {
 			goto corrupt
 		}
-		newDirNodeID := NodeID(in.Newdir)
-		oldNew := m.bytes()[unsafe.Sizeof(*in):]
-		// oldNew should be "old\x00new\x00"
-		if len(oldNew) < 4 {
+		if names[len(names)-1] != '\x00' {
 			goto corrupt
 		}
-		if oldNew[len(oldNew)-1] != '\x00' {
-			goto corrupt
-		}
-		i := bytes.IndexByte(oldNew, '\x00')
+		i := bytes.IndexByte(names, '\x00')
 		if i < 0 {
 			goto corrupt
 		}
-		oldName, newName := string(oldNew[:i]), string(oldNew[i+1:len(oldNew)-1])
+		oldName, newName := string(names[:i]), string(names[i+1:len(names)-1])
 		req = &RenameRequest{
 			Header:  m.Header(),
-			NewDir:  newDirNodeID,
+			NewDir:  NodeID(newDir),
 			OldName: oldName,
 			NewName: newName,
+			Flags:   RenameFlags(flags),
 		}
 
 	case opOpendir, opOpen:
@@ -2579,12 +2590,22 @@ type RenameRequest struct {
 	Header           `json:"-"`
 	NewDir           NodeID
 	OldName, NewName string
+	Flags            RenameFlags // renameat2(2)'s flags; 0 for rename(2) (reef patch 11)
 }
+
+// RenameFlags are renameat2(2)'s flags (reef patch 11).
+type RenameFlags uint32
+
+const (
+	RenameNoReplace RenameFlags = 1 << 0 // RENAME_NOREPLACE: fail with EEXIST if the new name exists
+	RenameExchange  RenameFlags = 1 << 1 // RENAME_EXCHANGE: swap the two names
+	RenameWhiteout  RenameFlags = 1 << 2 // RENAME_WHITEOUT: leave a whiteout (overlayfs)
+)
 
 var _ Request = (*RenameRequest)(nil)
 
 func (r *RenameRequest) String() string {
-	return fmt.Sprintf("Rename [%s] from %q to dirnode %v %q", &r.Header, r.OldName, r.NewDir, r.NewName)
+	return fmt.Sprintf("Rename [%s] from %q to dirnode %v %q flags=%#x", &r.Header, r.OldName, r.NewDir, r.NewName, uint32(r.Flags))
 }
 
 func (r *RenameRequest) Respond() {

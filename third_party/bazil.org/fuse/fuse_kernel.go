@@ -548,6 +548,14 @@ type renameIn struct {
 	// "oldname\x00newname\x00" follows
 }
 
+// rename2In is FUSE_RENAME2's (reef patch 11).
+type rename2In struct {
+	Newdir uint64
+	Flags  uint32
+	_      uint32
+	// "oldname\x00newname\x00" follows
+}
+
 type linkIn struct {
 	Oldnodeid uint64
 }
