@@ -236,6 +236,11 @@ func (f *FS) fillAttr(in namespace.Inode, a *fuse.Attr) {
 		used -= min(max(in.Content.Zero, 0), in.Size)
 	}
 	a.Blocks = (uint64(max(used, 0)) + 511) / 512
+	if in.Type == namespace.Dir {
+		// A directory shows one block, as on ext4: some tools take a
+		// size of 0 for an empty or unreadable directory.
+		a.Size, a.Blocks = 4096, 8
+	}
 	a.BlockSize = 64 << 10
 	a.Atime = time.Unix(0, in.Atime)
 	a.Mtime = time.Unix(0, in.Mtime)

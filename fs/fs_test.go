@@ -791,3 +791,16 @@ func TestRename2Flags(t *testing.T) {
 		t.Errorf("names left: %v, want [b]", names)
 	}
 }
+
+// TestDirAttrSize: a directory shows one block (4096 bytes), as on ext4.
+func TestDirAttrSize(t *testing.T) {
+	f, _, _ := newTestFS(t)
+	root, _ := f.Root()
+	var a fuse.Attr
+	if err := root.Attr(context.Background(), &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.Size != 4096 || a.Blocks != 8 || !a.Mode.IsDir() {
+		t.Errorf("root: size %d, blocks %d, mode %v; want a directory of 4096 bytes, 8 blocks", a.Size, a.Blocks, a.Mode)
+	}
+}
