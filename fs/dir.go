@@ -209,14 +209,15 @@ func (d *Dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs
 	}
 	switch req.Flags {
 	case 0, fuse.RenameNoReplace:
+		noReplace := req.Flags == fuse.RenameNoReplace
+		return errno(d.fs.log, "rename", d.fs.cfg.Tree.Rename(ctx, d.id(), req.OldName, nd.id(), req.NewName, noReplace))
+	case fuse.RenameExchange:
+		return errno(d.fs.log, "rename", d.fs.cfg.Tree.Exchange(ctx, d.id(), req.OldName, nd.id(), req.NewName))
 	default:
-		// RENAME_EXCHANGE would need an atomic swap of two names in the
-		// replicated tree, which it has no op for; RENAME_WHITEOUT is
-		// overlayfs's. EINVAL is what a filesystem without them answers.
+		// RENAME_WHITEOUT is overlayfs's, and flags together are
+		// invalid: EINVAL, as from a filesystem without them.
 		return fuse.Errno(syscall.EINVAL)
 	}
-	noReplace := req.Flags == fuse.RenameNoReplace
-	return errno(d.fs.log, "rename", d.fs.cfg.Tree.Rename(ctx, d.id(), req.OldName, nd.id(), req.NewName, noReplace))
 }
 
 // Setattr changes mode, owner or times of the directory.

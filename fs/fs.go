@@ -28,6 +28,7 @@ type Tree interface {
 	Create(ctx context.Context, parent namespace.NodeID, name string, typ namespace.Type, attr namespace.Attr, target string) (namespace.Entry, error)
 	Link(ctx context.Context, node namespace.NodeID, newParent namespace.NodeID, newName string) (namespace.Entry, error)
 	Rename(ctx context.Context, parent namespace.NodeID, name string, newParent namespace.NodeID, newName string, noReplace bool) error
+	Exchange(ctx context.Context, parent namespace.NodeID, name string, newParent namespace.NodeID, newName string) error
 	Remove(ctx context.Context, parent namespace.NodeID, name string, dir bool) error
 	SetAttr(ctx context.Context, ino namespace.InodeID, a namespace.AttrChange) (namespace.Inode, error)
 	// SetContentAttr replaces the content and then applies attr() in the

@@ -751,8 +751,9 @@ func TestLSeek(t *testing.T) {
 }
 
 // TestRename2Flags: renameat2's RENAME_NOREPLACE refuses an existing
-// name with EEXIST and renames to a free one; RENAME_EXCHANGE and
-// RENAME_WHITEOUT are refused with EINVAL, as by a filesystem without them.
+// name with EEXIST and renames to a free one; RENAME_EXCHANGE swaps two
+// names; RENAME_WHITEOUT (overlayfs's) and flags together are refused with
+// EINVAL, as by a filesystem without them.
 func TestRename2Flags(t *testing.T) {
 	ctx := context.Background()
 	f, ns, _ := newTestFS(t)
@@ -768,7 +769,8 @@ func TestRename2Flags(t *testing.T) {
 		want     error
 	}{
 		{"a", "b", fuse.RenameNoReplace, fuse.Errno(syscall.EEXIST)},
-		{"a", "b", fuse.RenameExchange, fuse.Errno(syscall.EINVAL)},
+		{"a", "b", fuse.RenameExchange, nil},
+		{"a", "b", fuse.RenameExchange | fuse.RenameNoReplace, fuse.Errno(syscall.EINVAL)},
 		{"a", "w", fuse.RenameWhiteout, fuse.Errno(syscall.EINVAL)},
 		{"a", "c", fuse.RenameNoReplace, nil},
 		{"c", "b", 0, nil}, // plain rename replaces
@@ -778,6 +780,9 @@ func TestRename2Flags(t *testing.T) {
 		if !errors.Is(err, tc.want) && err != tc.want {
 			t.Errorf("rename %s -> %s flags %#x: %v, want %v", tc.old, tc.new, tc.flags, err, tc.want)
 		}
+	}
+	if err := d.Rename(ctx, &fuse.RenameRequest{OldName: "b", NewName: "b", Flags: fuse.RenameExchange}, d); err != nil {
+		t.Errorf("exchange of a name with itself: %v", err)
 	}
 	entries, err := ns.ReadDir(namespace.RootID)
 	if err != nil {

@@ -744,3 +744,56 @@ func TestOpLogTornWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestExchange: Exchange swaps two names (files, directories, or one of
+// each) in one commit, on every peer; it refuses a swap that would put a
+// directory inside itself, and missing names.
+func TestExchange(t *testing.T) {
+	a, b := newPeer(t, "a", nil), newPeer(t, "b", nil)
+	d1 := mustCreate(t, a.Namespace, RootID, "d1", Dir)
+	d2 := mustCreate(t, a.Namespace, d1.Node, "d2", Dir)
+	f := mustCreate(t, a.Namespace, RootID, "f", File)
+	g := mustCreate(t, a.Namespace, d1.Node, "g", File)
+	syncTo(t, a, b)
+	// A file in / and a file in d1.
+	if err := a.Exchange(bg, RootID, "f", d1.Node, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := a.Lookup(RootID, "f"); e.Inode.ID != g.Inode.ID {
+		t.Errorf("/f is inode %d, want g's %d", e.Inode.ID, g.Inode.ID)
+	}
+	if e, _ := a.Lookup(d1.Node, "g"); e.Inode.ID != f.Inode.ID {
+		t.Errorf("/d1/g is inode %d, want f's %d", e.Inode.ID, f.Inode.ID)
+	}
+	// A directory and a file: /d1/d2 <-> /f; then d1's link count.
+	if err := a.Exchange(bg, d1.Node, "d2", RootID, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := a.Lookup(RootID, "f"); e.Node != d2.Node || e.Inode.Type != Dir {
+		t.Errorf("/f is node %d (%v), want the directory d2", e.Node, e.Inode.Type)
+	}
+	if e, _ := a.Lookup(RootID, "d1"); e.Inode.Nlink != 2 {
+		t.Errorf("d1 nlink %d after its subdirectory left, want 2", e.Inode.Nlink)
+	}
+	for _, tc := range []struct {
+		name string
+		p1   NodeID
+		n1   string
+		p2   NodeID
+		n2   string
+		want error
+	}{
+		{"into itself", RootID, "d1", d1.Node, "d2", ErrInvalid}, // d1/d2 is the file now: d1 would go under d1
+		{"missing source", RootID, "nope", RootID, "f", ErrNotExist},
+		{"missing target", RootID, "f", RootID, "nope", ErrNotExist},
+	} {
+		if err := a.Exchange(bg, tc.p1, tc.n1, tc.p2, tc.n2); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	syncTo(t, a, b)
+	sameViews(t, a, b)
+	if got := names(t, b.Namespace, RootID); !slices.Equal(got, []string{"d1", "f"}) {
+		t.Errorf("root on b: %v", got)
+	}
+}

@@ -203,6 +203,43 @@ func (ns *Namespace) Rename(ctx context.Context, parent NodeID, name string, new
 	return err
 }
 
+// Exchange swaps two names atomically (renameat2's RENAME_EXCHANGE):
+// the node at name in parent takes newName in newParent and the node there
+// takes name in parent. Both must exist; either may be a directory, but
+// neither may be an ancestor of the other's new parent. It is two moves
+// with consecutive Timestamps in one commit: a peer that applies the first
+// before it has the second shows the two under one name for that moment,
+// as concurrent creates of one name show, never one of them gone.
+func (ns *Namespace) Exchange(ctx context.Context, parent NodeID, name string, newParent NodeID, newName string) error {
+	_, err := ns.commit(ctx, func(s *state) ([]Op, error) {
+		if err := liveDir(s, parent); err != nil {
+			return nil, err
+		}
+		if err := liveDir(s, newParent); err != nil {
+			return nil, err
+		}
+		a, an, ok := child(s, parent, name)
+		if !ok {
+			return nil, fmt.Errorf("namespace: exchange %q: %w", name, ErrNotExist)
+		}
+		b, bn, ok := child(s, newParent, newName)
+		if !ok {
+			return nil, fmt.Errorf("namespace: exchange with %q: %w", newName, ErrNotExist)
+		}
+		if a == b || an.inode == bn.inode {
+			return nil, nil // one file under both names: nothing changes
+		}
+		if s.isDirInode(an.inode) && s.isAncestor(a, newParent) || s.isDirInode(bn.inode) && s.isAncestor(b, parent) {
+			return nil, fmt.Errorf("namespace: exchange %q and %q: one contains the other: %w", name, newName, ErrInvalid)
+		}
+		return []Op{
+			{Kind: OpMove, Node: a, NewParent: newParent, Name: newName, Inode: an.inode},
+			{Kind: OpMove, Node: b, NewParent: parent, Name: name, Inode: bn.inode},
+		}, nil
+	})
+	return err
+}
+
 // Remove unlinks a file or symlink (dir false) or removes an empty
 // directory (dir true). Deleting moves the node to the trash.
 func (ns *Namespace) Remove(ctx context.Context, parent NodeID, name string, dir bool) error {
