@@ -63,7 +63,14 @@ type Member struct {
 	// namespace push (no answer within the hedge delay) in the last 30 s,
 	// and has not heard from it since; it passes it over meanwhile.
 	Slow bool `json:"slow,omitempty"`
+	// Full: the peer reports less than FullBelow bytes free; its shard
+	// writes fail with ENOSPC, and writers pass it over as a slow peer.
+	Full bool `json:"full,omitempty"`
 }
+
+// FullBelow is the free space under which a peer counts as full: about
+// what its stores need to go on (two memtable logs and a shard).
+const FullBelow = 64 << 20
 
 // Status is the cluster as one peer sees it.
 type Status struct {

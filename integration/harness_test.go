@@ -309,6 +309,7 @@ type status struct {
 		Used   int64  `json:"used_bytes"`
 		Shards int64  `json:"shards"`
 		Slow   bool   `json:"slow"`
+		Full   bool   `json:"full"`
 	} `json:"members"`
 }
 

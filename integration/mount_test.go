@@ -43,8 +43,19 @@ func mountCluster(t *testing.T) (*cluster, []*peerProc, string, string) {
 // mountClusterWith is mountCluster with extra flags for every peer.
 func mountClusterWith(t *testing.T, flags ...string) (*cluster, []*peerProc, string, string) {
 	t.Helper()
+	return mountClusterPrepared(t, nil, flags...)
+}
+
+// mountClusterPrepared is mountClusterWith that calls prepare (if not
+// nil) before it starts the peers: peer i's data directory will be
+// c.dir/peer<i>.
+func mountClusterPrepared(t *testing.T, prepare func(c *cluster), flags ...string) (*cluster, []*peerProc, string, string) {
+	t.Helper()
 	requireFUSE(t)
 	c := newCluster(t)
+	if prepare != nil {
+		prepare(c)
+	}
 	a := filepath.Join(c.dir, "mountA")
 	b := filepath.Join(c.dir, "mountB")
 	os.Mkdir(a, 0o755)

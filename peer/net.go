@@ -317,8 +317,8 @@ func (p *Peer) heldDurably(ctx context.Context, lazy bool) error {
 // storeLocal stores a shard known not to be here yet (the caller checked);
 // lazy stores it with PutLazy (see shardNet.PutShard).
 func (p *Peer) storeLocal(ctx context.Context, key, shard []byte, lazy bool) (bool, error) {
-	if used := p.bs.Stats().Bytes; used+int64(len(shard)) > p.cfg.Capacity {
-		return false, fmt.Errorf("%w: %d of %d bytes used", ErrFull, used, p.cfg.Capacity)
+	if used, capacity := p.bs.Stats().Bytes, p.capacity.Load(); used+int64(len(shard)) > capacity {
+		return false, fmt.Errorf("%w: %d of %d bytes used", ErrFull, used, capacity)
 	}
 	put := p.bs.Put
 	if lazy {

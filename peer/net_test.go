@@ -39,6 +39,7 @@ func newShardPair(tb testing.TB) *shardPair {
 	}
 	tb.Cleanup(func() { bs.Close() })
 	srv := &Peer{cfg: Config{Keys: keys, Capacity: 1 << 30}, id: "server", log: slog.New(slog.DiscardHandler), bs: bs, metrics: metrics.New("server")}
+	srv.capacity.Store(srv.cfg.Capacity)
 	ts := httptest.NewServer(srv.routes())
 	tb.Cleanup(ts.Close)
 	u, err := url.Parse(ts.URL)

@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,23 +79,28 @@ const DefaultMountCache = 512 << 20
 
 // Peer is a running reef daemon.
 type Peer struct {
-	cfg     Config
-	id      string
-	log     *slog.Logger
-	bs      *blockstore.Store
-	node    *membership.Node
-	ln      net.Listener
-	srv     *http.Server
-	store   *store.Store
-	net     *shardNet
-	ns      *namespace.Namespace
-	repl    *replicator
-	maint   *maint
-	metrics *metrics.Metrics
-	streams streamSet    // connections served as streams (stream.go)
-	served  bufpool.Pool // buffers of shards being served (handleGetShard)
-	inbox   *inbox       // pushed namespace ops (inbox.go)
-	mount   *fs.Mount
+	cfg Config
+	// capacity is the bytes this peer offers: Config.Capacity, or when
+	// that is unset the size of the disk under the data directory, read
+	// again as the peer runs (a disk or volume that grows counts).
+	capacity atomic.Int64
+	capAuto  bool
+	id       string
+	log      *slog.Logger
+	bs       *blockstore.Store
+	node     *membership.Node
+	ln       net.Listener
+	srv      *http.Server
+	store    *store.Store
+	net      *shardNet
+	ns       *namespace.Namespace
+	repl     *replicator
+	maint    *maint
+	metrics  *metrics.Metrics
+	streams  streamSet    // connections served as streams (stream.go)
+	served   bufpool.Pool // buffers of shards being served (handleGetShard)
+	inbox    *inbox       // pushed namespace ops (inbox.go)
+	mount    *fs.Mount
 
 	slowMu   sync.Mutex           // guards slowPush
 	slowPush map[string]time.Time // peers that held up a push: when (replicate.go)
@@ -139,9 +145,9 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		return nil, fmt.Errorf("peer: %w", err)
 	}
 	p.metrics.WatchUnsynced(func() int64 { return p.bs.Stats().Unsynced })
-	if p.cfg.Capacity <= 0 {
-		p.cfg.Capacity = diskSize(cfg.DataDir)
-	}
+	p.capAuto = p.cfg.Capacity <= 0
+	p.capacity.Store(p.cfg.Capacity)
+	p.refreshCapacity()
 	if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		p.bs.Close()
 		return nil, fmt.Errorf("peer: listen %s: %w", cfg.Listen, err)
@@ -181,7 +187,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		Meta: membership.Meta{
 			DataAddr: p.ln.Addr().String(),
 			Zone:     cfg.Zone,
-			Capacity: p.cfg.Capacity,
+			Capacity: p.capacity.Load(),
 			Free:     p.free(st.Bytes),
 			Used:     st.Bytes,
 			Shards:   st.Count,
@@ -436,8 +442,15 @@ func (p *Peer) otherMembers() []placement.Member {
 	return out
 }
 
+// refreshCapacity reads the disk's size again when the capacity follows it.
+func (p *Peer) refreshCapacity() {
+	if p.capAuto {
+		p.capacity.Store(diskSize(p.cfg.DataDir))
+	}
+}
+
 func (p *Peer) free(used int64) int64 {
-	free := p.cfg.Capacity - used
+	free := p.capacity.Load() - used
 	if df := diskFree(p.cfg.DataDir); df >= 0 && df < free {
 		free = df
 	}
@@ -448,13 +461,18 @@ func (p *Peer) free(used int64) int64 {
 func (p *Peer) metaLoop() {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
-	var last blockstore.Stats
+	type figures struct {
+		st             blockstore.Stats
+		capacity, free int64
+	}
+	var last figures
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-t.C:
 		}
+		p.refreshCapacity()
 		st := p.bs.Stats()
 		p.metrics.SetStored(st.Count, st.Bytes)
 		var counts [4]int
@@ -464,12 +482,15 @@ func (p *Peer) metaLoop() {
 			}
 		}
 		p.metrics.SetMembers(counts[membership.StateAlive], counts[membership.StateSuspect], counts[membership.StateDead], counts[membership.StateLeft])
-		if st == last {
+		// Free space changes without a write here too: other files on
+		// the disk, a disk that filled or grew.
+		now := figures{st, p.capacity.Load(), p.free(st.Bytes)}
+		if now == last {
 			continue
 		}
-		last = st
+		last = now
 		err := p.node.UpdateMeta(func(m *membership.Meta) {
-			m.Used, m.Shards, m.Free = st.Bytes, st.Count, p.free(st.Bytes)
+			m.Used, m.Shards, m.Free, m.Capacity = st.Bytes, st.Count, now.free, now.capacity
 		})
 		if err != nil {
 			p.log.Warn("gossip metadata update failed", "err", err)

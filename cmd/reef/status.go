@@ -59,6 +59,9 @@ func runStatusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if m.Draining {
 			state += " (draining)"
 		}
+		if m.Full {
+			state += " (full)"
+		}
 		if m.Slow {
 			state += " (slow)"
 		}
