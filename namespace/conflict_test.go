@@ -43,6 +43,8 @@ func TestRule1SameName(t *testing.T) {
 	// precedence) pushes the conflict name to " 2".
 	c := newPeer(t, "peer-5", nil)
 	c.time.set("2026-11-22T11:00:00Z")
+	a.time.set("2026-11-22T11:00:00Z") // within MaxClockAhead of c's clock
+	b.time.set("2026-11-22T11:00:00Z")
 	mustCreate(t, c.Namespace, RootID, "report (conflict from peer-3 2026-11-22T10:00:00).txt", File)
 	syncAll(t, a, b, c)
 	sameViews(t, a, b, c)

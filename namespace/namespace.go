@@ -597,6 +597,11 @@ func (ns *Namespace) ObservePeer(peer string, vv map[string]uint64, clock Timest
 	if peer == ns.cfg.Peer {
 		return
 	}
+	if ns.clock.ahead(clock) {
+		ns.log.Warn("namespace: a peer's clock is ahead of ours; not following it", "peer", peer,
+			"ahead", time.Duration(clock.Wall-ns.clock.now()).Round(time.Second), "max", MaxClockAhead)
+		return
+	}
 	ns.clock.Observe(clock)
 	ns.mu.RLock()
 	ok := true

@@ -273,6 +273,7 @@ func TestCompaction(t *testing.T) {
 func makeBigDir(tb testing.TB, n int) *testPeer {
 	tb.Helper()
 	p := newPeer(tb, "p", nil)
+	p.time.set("2026-01-01T00:00:00Z") // the remote ops' time: not ahead of this peer's clock
 	ops := make([]Op, 0, 10000)
 	ts := Timestamp{Wall: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), Peer: "remote"}
 	for i := 0; i < n; i++ {
@@ -795,5 +796,46 @@ func TestExchange(t *testing.T) {
 	sameViews(t, a, b)
 	if got := names(t, b.Namespace, RootID); !slices.Equal(got, []string{"d1", "f"}) {
 		t.Errorf("root on b: %v", got)
+	}
+}
+
+// TestClockAhead: ops stamped more than MaxClockAhead ahead of this peer's
+// clock are refused (ErrClockAhead), and a peer's clock that far ahead in
+// an anti-entropy answer is not followed: the peer's clock stays its own,
+// and the mtimes of its later changes stay true. Within the bound, ops
+// apply and the clock follows, as hybrid clocks do.
+func TestClockAhead(t *testing.T) {
+	a, fast := newPeer(t, "a", nil), newPeer(t, "fast", nil)
+	a.time.set("2026-12-02T10:00:00Z")
+	for _, tc := range []struct {
+		name  string
+		at    string
+		apply bool
+	}{
+		{"30 s ahead", "2026-12-02T10:00:30Z", true},
+		{"a day ahead", "2026-12-03T10:00:00Z", false},
+	} {
+		fast.time.set(tc.at)
+		mustCreate(t, fast.Namespace, RootID, tc.name, File)
+		ops, _, err := fast.OpsSince(a.VersionVector(), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.ApplyRemote(ops)
+		if tc.apply && err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if !tc.apply && !errors.Is(err, ErrClockAhead) {
+			t.Errorf("%s: err %v, want ErrClockAhead", tc.name, err)
+		}
+		if _, err := a.Lookup(RootID, tc.name); (err == nil) != tc.apply {
+			t.Errorf("%s: lookup on a: %v", tc.name, err)
+		}
+		a.ObservePeer("fast", fast.VersionVector(), fast.Clock())
+	}
+	// a's clock followed the peer 30 s ahead, not the one a day ahead.
+	e := mustCreate(t, a.Namespace, RootID, "after", File)
+	if got, limit := time.Unix(0, e.Inode.Mtime).UTC(), time.Date(2026, 12, 2, 10, 1, 0, 0, time.UTC); got.After(limit) {
+		t.Errorf("mtime of a file made on a after seeing the fast peer: %v, want about 10:00:30", got)
 	}
 }

@@ -1,6 +1,7 @@
 package namespace
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -15,10 +16,8 @@ import (
 // subscribers. A malformed op fails the whole batch (nothing is applied).
 // ApplyRemote does not retain ops.
 func (ns *Namespace) ApplyRemote(ops []Op) (int, error) {
-	for i := range ops {
-		if err := validateOp(&ops[i]); err != nil {
-			return 0, err
-		}
+	if err := ns.CheckRemote(ops); err != nil {
+		return 0, err
 	}
 	ns.wmu.Lock()
 	defer ns.wmu.Unlock()
@@ -416,4 +415,29 @@ func (ns *Namespace) DecodeOps(b []byte) ([]Op, error) {
 		return nil, fmt.Errorf("namespace: open ops: %w", err)
 	}
 	return DecodeOps(p)
+}
+
+// CheckRemote tells whether ApplyRemote would refuse ops for what they
+// are, not for the state of this peer: a malformed op (ErrInvalid), or one
+// stamped too far ahead of this peer's clock (ErrClockAhead). A receiver
+// checks a push with it before acknowledging it.
+func (ns *Namespace) CheckRemote(ops []Op) error {
+	for i := range ops {
+		if err := validateOp(&ops[i]); err != nil {
+			return err
+		}
+		if ns.clock.ahead(ops[i].TS) {
+			return fmt.Errorf("namespace: op %s/%d stamped %s, %s ahead of this peer's clock (more than %s): %w",
+				ops[i].Origin, ops[i].Seq, time.Unix(0, ops[i].TS.Wall).UTC().Format(time.RFC3339),
+				time.Duration(ops[i].TS.Wall-ns.clock.now()).Round(time.Second), MaxClockAhead, ErrClockAhead)
+		}
+	}
+	return nil
+}
+
+// Refused reports whether err is ApplyRemote refusing the ops themselves
+// (CheckRemote's errors): trying again will not help until they change or,
+// for ErrClockAhead, the clocks agree.
+func Refused(err error) bool {
+	return errors.Is(err, ErrInvalid) || errors.Is(err, ErrClockAhead)
 }

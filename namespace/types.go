@@ -26,6 +26,9 @@ var (
 	// ErrInvalid: a bad argument (name with '/' or NUL, ".", "..", moving a
 	// directory into itself, malformed op).
 	ErrInvalid = errors.New("namespace: invalid argument")
+	// ErrClockAhead: a peer's ops carry timestamps further ahead of this
+	// peer's clock than MaxClockAhead: one of the two clocks is wrong.
+	ErrClockAhead = errors.New("namespace: peer's clock is ahead of ours")
 	// ErrNoXattr: the extended attribute is not set.
 	ErrNoXattr = errors.New("namespace: no such extended attribute")
 	// ErrNameTooLong: a name is longer than MaxNameLen bytes.
@@ -203,6 +206,22 @@ func (c *Clock) Observe(ts Timestamp) {
 	default:
 		c.l, c.c = l, 0
 	}
+}
+
+// MaxClockAhead bounds how far ahead of this peer's clock a remote op's
+// timestamp may be. An op stamped further ahead is refused
+// (ErrClockAhead), and so is a peer's clock in an anti-entropy answer:
+// observing it would pull every peer's hybrid clock, and so every later
+// mtime and ctime, to that peer's wrong time (a day ahead, every file
+// changed from then on would show tomorrow's date until tomorrow). The
+// peer with the wrong clock sees its pushes refused, so its closes fail
+// loudly instead.
+const MaxClockAhead = time.Minute
+
+// ahead reports whether ts is further ahead of the physical clock than
+// MaxClockAhead.
+func (c *Clock) ahead(ts Timestamp) bool {
+	return ts.Wall > c.now()+int64(MaxClockAhead)
 }
 
 // Last returns the latest Timestamp issued or observed (with this peer's id).

@@ -122,6 +122,13 @@ func (in *inbox) replayFile(path string) error {
 			continue
 		}
 		if _, err := in.ns.ApplyRemote(ops); err != nil {
+			if namespace.Refused(err) {
+				// Acknowledged by a build that did not check it, or
+				// before this peer's clock went back: anti-entropy
+				// offers the ops again once they can be applied.
+				in.log.Warn("inbox: skipping a record the namespace refuses", "err", err)
+				continue
+			}
 			return fmt.Errorf("peer: inbox: replaying: %w", err)
 		}
 		n++
@@ -162,6 +169,11 @@ func readRecord(r io.Reader) ([]byte, error) {
 func (in *inbox) add(body []byte) error {
 	ops, err := in.ns.DecodeOps(body)
 	if err != nil {
+		return err
+	}
+	// Refused before it is acknowledged: once in the inbox, a batch the
+	// namespace refuses would be retried forever.
+	if err := in.ns.CheckRemote(ops); err != nil {
 		return err
 	}
 	rec := make([]byte, 8, 8+len(body))
@@ -293,6 +305,20 @@ func (in *inbox) run() {
 			all = append(all, ops...)
 		}
 		_, err := in.ns.ApplyRemote(all)
+		if namespace.Refused(err) {
+			// One batch is refused (accepted when this peer's clock was
+			// later, say): apply the others one by one and drop it;
+			// anti-entropy offers its ops again once they can be applied.
+			err = nil
+			for _, ops := range batches {
+				if _, berr := in.ns.ApplyRemote(ops); namespace.Refused(berr) {
+					in.log.Error("inbox: dropping a pushed batch the namespace refuses", "err", berr)
+				} else if berr != nil {
+					err = berr
+					break
+				}
+			}
+		}
 		last = time.Now()
 
 		in.mu.Lock()

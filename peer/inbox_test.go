@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"log/slog"
@@ -232,5 +233,62 @@ func TestInboxTornWrite(t *testing.T) {
 		if got := err == nil; got != want {
 			t.Errorf("after replay, f%d present = %v (%v), want %v: acknowledged batches are 0 and 3", i, got, err, want)
 		}
+	}
+}
+
+// TestInboxRefusesClockAhead: a push whose ops are stamped a day ahead of
+// the receiver's clock is refused before it is acknowledged (once in the
+// inbox, it would be retried forever, holding up every later push), and a
+// refused record already in the file (left by an older build) is skipped
+// at start instead of stopping the peer from starting.
+func TestInboxRefusesClockAhead(t *testing.T) {
+	batches := originBatches(t, 3)
+	ns := openNS(t, "receiver")
+	future := []namespace.Op{{Kind: namespace.OpMove, Origin: "fast", Seq: 1,
+		TS:   namespace.Timestamp{Wall: time.Now().Add(24 * time.Hour).UnixNano(), Peer: "fast"},
+		Node: 1 << 40, NewParent: namespace.RootID, Name: "tomorrow", Inode: 1 << 40,
+		Init: &namespace.InodeInit{Type: namespace.File, Mode: 0o644}}}
+	bad, err := ns.EncodeOps(future)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "inbox.log")
+	// A refused record left in the file, then a good one.
+	var file []byte
+	for _, body := range [][]byte{bad, batches[0]} {
+		rec := make([]byte, 8, 8+len(body))
+		binary.BigEndian.PutUint32(rec[:4], uint32(len(body)))
+		binary.BigEndian.PutUint32(rec[4:], crc32.Checksum(body, crcTable))
+		file = append(file, append(rec, body...)...)
+	}
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in, err := openInbox(path, ns, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("open with a refused record in the file: %v", err)
+	}
+	defer in.close()
+	if _, err := ns.Lookup(namespace.RootID, "f0"); err != nil {
+		t.Errorf("the good record after the refused one was not replayed: %v", err)
+	}
+	if err := in.add(bad); !errors.Is(err, namespace.ErrClockAhead) {
+		t.Errorf("push stamped a day ahead: %v, want ErrClockAhead", err)
+	}
+	for _, b := range batches[1:] {
+		if err := in.add(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.drain(5 * time.Second); err != nil {
+		t.Fatalf("later pushes held up: %v", err)
+	}
+	for i := range 3 {
+		if _, err := ns.Lookup(namespace.RootID, fmt.Sprint("f", i)); err != nil {
+			t.Errorf("f%d: %v", i, err)
+		}
+	}
+	if _, err := ns.Lookup(namespace.RootID, "tomorrow"); err == nil {
+		t.Error("the op stamped a day ahead was applied")
 	}
 }
