@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/reefproject/reef/addr"
+	"github.com/reefproject/reef/api"
 	"github.com/reefproject/reef/blockstore"
 	"github.com/reefproject/reef/chunker"
 	"github.com/reefproject/reef/crypt"
@@ -482,6 +483,15 @@ func (p *Peer) metaLoop() {
 			}
 		}
 		p.metrics.SetMembers(counts[membership.StateAlive], counts[membership.StateSuspect], counts[membership.StateDead], counts[membership.StateLeft])
+		// Peers that report a full disk are passed over by new stripes
+		// while they stay full (their writes would fail with ENOSPC).
+		var full []string
+		for _, m := range p.node.Live() {
+			if m.Meta.Capacity > 0 && m.Meta.Free < api.FullBelow {
+				full = append(full, m.ID)
+			}
+		}
+		p.store.PassOver(full...)
 		// Free space changes without a write here too: other files on
 		// the disk, a disk that filled or grew.
 		now := figures{st, p.capacity.Load(), p.free(st.Bytes)}

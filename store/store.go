@@ -456,6 +456,15 @@ func (s *Store) markSlow(peers []string) map[string]bool {
 	return out
 }
 
+// PassOver marks peers as slow (see markSlow) without waiting for them to
+// hold up or fail a write: peers known to be full, say. The mark lapses
+// after 30 s unless renewed, or when a peer answers a write.
+func (s *Store) PassOver(peers ...string) {
+	if len(peers) > 0 {
+		s.markSlow(peers)
+	}
+}
+
 // SlowPeers returns the peers that held up a shard request lately (see
 // storeStripe) and have not answered one since. The map is the caller's.
 func (s *Store) SlowPeers() map[string]bool {

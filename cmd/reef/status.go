@@ -62,7 +62,7 @@ func runStatusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if m.Full {
 			state += " (full)"
 		}
-		if m.Slow {
+		if m.Slow && !m.Full { // a full peer is passed over too
 			state += " (slow)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", id, state, zone, m.DataAddr,
