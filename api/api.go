@@ -66,6 +66,10 @@ type Member struct {
 	// Full: the peer reports less than FullBelow bytes free; its shard
 	// writes fail with ENOSPC, and writers pass it over as a slow peer.
 	Full bool `json:"full,omitempty"`
+	// ClockAheadSeconds: the answering peer refused this one's changes
+	// in the last two minutes because its clock was that far ahead (more
+	// than a minute); its closes fail until the clocks agree.
+	ClockAheadSeconds float64 `json:"clock_ahead_seconds,omitempty"`
 }
 
 // FullBelow is the free space under which a peer counts as full: about

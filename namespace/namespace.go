@@ -103,6 +103,35 @@ func (q *seqSet) add(s uint64) {
 type peerInfo struct {
 	stable   Timestamp // clock of its latest report whose ops we all hold
 	lastSeen time.Time
+	aheadAt  time.Time     // when its ops or clock were last refused as ahead (ErrClockAhead)
+	ahead    time.Duration // by how much, then
+}
+
+// noteAhead records that peer's ops or clock were refused, by ahead.
+func (ns *Namespace) noteAhead(peer string, ahead time.Duration) {
+	ns.pmu.Lock()
+	defer ns.pmu.Unlock()
+	p := ns.peers[peer]
+	if p == nil {
+		p = &peerInfo{}
+		ns.peers[peer] = p
+	}
+	p.aheadAt, p.ahead = time.Now(), ahead
+}
+
+// ClockAhead returns the peers whose ops or clock this peer refused in the
+// last two minutes for being more than MaxClockAhead ahead of its clock,
+// with how far ahead they were. The map is the caller's.
+func (ns *Namespace) ClockAhead() map[string]time.Duration {
+	ns.pmu.Lock()
+	defer ns.pmu.Unlock()
+	out := map[string]time.Duration{}
+	for id, p := range ns.peers {
+		if !p.aheadAt.IsZero() && time.Since(p.aheadAt) < 2*time.Minute {
+			out[id] = p.ahead
+		}
+	}
+	return out
 }
 
 // Namespace is the replicated directory tree of a volume. It is safe for
@@ -598,8 +627,9 @@ func (ns *Namespace) ObservePeer(peer string, vv map[string]uint64, clock Timest
 		return
 	}
 	if ns.clock.ahead(clock) {
-		ns.log.Warn("namespace: a peer's clock is ahead of ours; not following it", "peer", peer,
-			"ahead", time.Duration(clock.Wall-ns.clock.now()).Round(time.Second), "max", MaxClockAhead)
+		by := time.Duration(clock.Wall - ns.clock.now()).Round(time.Second)
+		ns.log.Warn("namespace: a peer's clock is ahead of ours; not following it", "peer", peer, "ahead", by, "max", MaxClockAhead)
+		ns.noteAhead(peer, by)
 		return
 	}
 	ns.clock.Observe(clock)

@@ -833,6 +833,9 @@ func TestClockAhead(t *testing.T) {
 		}
 		a.ObservePeer("fast", fast.VersionVector(), fast.Clock())
 	}
+	if got := a.ClockAhead(); len(got) != 1 || got["fast"] < 23*time.Hour {
+		t.Errorf("ClockAhead = %v, want fast about a day ahead", got)
+	}
 	// a's clock followed the peer 30 s ahead, not the one a day ahead.
 	e := mustCreate(t, a.Namespace, RootID, "after", File)
 	if got, limit := time.Unix(0, e.Inode.Mtime).UTC(), time.Date(2026, 12, 2, 10, 1, 0, 0, time.UTC); got.After(limit) {

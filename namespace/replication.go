@@ -427,9 +427,10 @@ func (ns *Namespace) CheckRemote(ops []Op) error {
 			return err
 		}
 		if ns.clock.ahead(ops[i].TS) {
+			by := time.Duration(ops[i].TS.Wall - ns.clock.now()).Round(time.Second)
+			ns.noteAhead(ops[i].Origin, by)
 			return fmt.Errorf("namespace: op %s/%d stamped %s, %s ahead of this peer's clock (more than %s): %w",
-				ops[i].Origin, ops[i].Seq, time.Unix(0, ops[i].TS.Wall).UTC().Format(time.RFC3339),
-				time.Duration(ops[i].TS.Wall-ns.clock.now()).Round(time.Second), MaxClockAhead, ErrClockAhead)
+				ops[i].Origin, ops[i].Seq, time.Unix(0, ops[i].TS.Wall).UTC().Format(time.RFC3339), by, MaxClockAhead, ErrClockAhead)
 		}
 	}
 	return nil

@@ -272,11 +272,13 @@ func (p *Peer) handleStatus(w http.ResponseWriter, r *http.Request) {
 	for o := range p.slowPushers() {
 		slow[o] = true
 	}
+	ahead := p.ns.ClockAhead()
 	for _, m := range p.node.Members() {
 		st.Members = append(st.Members, api.Member{
-			Slow: slow[m.ID],
-			Full: m.Meta.Capacity > 0 && m.Meta.Free < api.FullBelow,
-			ID:   m.ID, State: m.State.String(), Zone: m.Meta.Zone, DataAddr: m.Meta.DataAddr, GossipAddr: m.GossipAddr,
+			ClockAheadSeconds: ahead[m.ID].Seconds(),
+			Slow:              slow[m.ID],
+			Full:              m.Meta.Capacity > 0 && m.Meta.Free < api.FullBelow,
+			ID:                m.ID, State: m.State.String(), Zone: m.Meta.Zone, DataAddr: m.Meta.DataAddr, GossipAddr: m.GossipAddr,
 			Capacity: m.Meta.Capacity, Free: m.Meta.Free, Used: m.Meta.Used, Shards: m.Meta.Shards,
 			LastSeen: m.LastSeen, Self: m.ID == p.id, Version: m.Meta.Version, Draining: m.Meta.Flags&membership.FlagDraining != 0,
 		})

@@ -62,6 +62,9 @@ func runStatusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if m.Full {
 			state += " (full)"
 		}
+		if m.ClockAheadSeconds > 0 {
+			state += " (clock " + (time.Duration(m.ClockAheadSeconds) * time.Second).String() + " ahead)"
+		}
 		if m.Slow && !m.Full { // a full peer is passed over too
 			state += " (slow)"
 		}
