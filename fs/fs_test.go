@@ -492,6 +492,40 @@ func TestXattrNamespaces(t *testing.T) {
 	}
 }
 
+// TestListxattrTrusted: trusted.* names are listed to root only, as on a
+// local filesystem.
+func TestListxattrTrusted(t *testing.T) {
+	ctx := context.Background()
+	f, _, _ := newTestFS(t)
+	file, h := create(t, f, "f")
+	defer h.Release(ctx, &fuse.ReleaseRequest{})
+	for _, name := range []string{"trusted.t", "user.u"} {
+		if err := file.Setxattr(ctx, &fuse.SetxattrRequest{Name: name, Xattr: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		uid  uint32
+		want []string
+	}{{0, []string{"trusted.t", "user.u"}}, {1000, []string{"user.u"}}} {
+		req := &fuse.ListxattrRequest{Header: fuse.Header{Uid: tc.uid}}
+		var resp fuse.ListxattrResponse
+		if err := file.Listxattr(ctx, req, &resp); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, n := range bytes.Split(resp.Xattr, []byte{0}) {
+			if len(n) > 0 {
+				got = append(got, string(n))
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("uid %d lists %v, want %v", tc.uid, got, tc.want)
+		}
+	}
+}
+
 // TestSymlinkXattrs: listxattr and getxattr of a symlink answer as for any
 // inode (tar --xattrs asked for every symlink and warned on EOPNOTSUPP),
 // and root's trusted.* attributes on a symlink are kept.

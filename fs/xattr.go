@@ -66,7 +66,11 @@ func (f *FS) listxattr(ctx context.Context, ino namespace.InodeID, req *fuse.Lis
 		return errno(f.log, "listxattr", err)
 	}
 	for name := range in.Xattrs {
-		if !unsupportedXattr(name) {
+		// trusted.* is root's: the kernel refuses anyone else's
+		// getxattr and setxattr of it, and a local filesystem leaves it
+		// out of their listxattr too (the mount sees the caller's uid,
+		// not its capabilities).
+		if !unsupportedXattr(name) && (req.Header.Uid == 0 || !strings.HasPrefix(name, "trusted.")) {
 			resp.Append(name)
 		}
 	}
