@@ -160,13 +160,14 @@ func (fs *FS) hasDirtyOpen(ino namespace.InodeID) bool {
 // handle arrives here too (bazil delivers setattr to the node), and acts on
 // the shared staging file so the handle sees it.
 func (f *File) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	resized := false // a truncation that changed the size: the file is stored (or dirty) anew
 	if req.Valid.Size() {
 		in, err := f.fs.inode(f.ino)
 		if err != nil {
 			return errno(f.fs.log, "truncate", err)
 		}
 		h := f.openHandle(in, true)
-		err = h.of.truncate(ctx, int64(req.Size))
+		resized, err = h.of.truncate(ctx, int64(req.Size))
 		if err == nil && h.of.refs == 1 {
 			err = h.of.commit(ctx) // no handle open: truncate(2) is durable at once
 		}
@@ -178,15 +179,21 @@ func (f *File) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 		}
 	}
 	ch := attrChange(req)
-	if req.Valid.Size() && ch.Mask&namespace.SetMtime == 0 {
+	of := f.fs.openFile(f.ino)
+	if req.Valid.Size() && ch.Mask&namespace.SetMtime == 0 && !resized {
 		// truncate(2), ftruncate(2) and open(O_TRUNC) stamp the file's
 		// mtime and ctime even when the size stays (an empty file opened
 		// with O_TRUNC), as a local filesystem does; the kernel sends
-		// just the size.
-		ch.Mask |= namespace.SetMtime
-		ch.Mtime = time.Now().UnixNano()
+		// just the size. A truncation that changed the size made the
+		// file dirty, like a write: its store stamps them. So does a
+		// file's pending store: the truncation counts as one more write
+		// (an explicit mtime folded into it would win over the later
+		// writes' time).
+		if !of.touch() {
+			ch.Mask |= namespace.SetMtime
+			ch.Mtime = time.Now().UnixNano()
+		}
 	}
-	of := f.fs.openFile(f.ino)
 	// chown clears the set-id bits, as does truncation by a caller the
 	// kernel flags (it left both to the mount: fuse.HandleKillPriv).
 	// chown(path, -1, -1) arrives as a change of ctime alone (ctimeOnly).
@@ -610,23 +617,33 @@ func (fs *FS) copyContent(ctx context.Context, in namespace.Inode, w io.WriterAt
 	return nil
 }
 
-func (of *openFile) truncate(ctx context.Context, size int64) error {
+// truncate sets the staged size; it reports whether the size changed.
+func (of *openFile) truncate(ctx context.Context, size int64) (bool, error) {
 	of.mu.Lock()
 	defer of.mu.Unlock()
+	prev := of.size
+	if of.staging == nil {
+		// Staging keeps at most size bytes: it may do the resize itself.
+		in, err := of.fs.inode(of.ino)
+		if err != nil {
+			return false, err
+		}
+		prev = in.Size
+	}
 	if err := of.stage(ctx, size); err != nil {
-		return err
+		return false, err
 	}
 	if of.lost != nil {
 		if size != 0 {
-			return of.lost
+			return false, of.lost
 		}
 		of.lost, of.old, of.oldZero, of.have = nil, [32]byte{}, 0, nil
 	}
 	if size == of.size {
-		return nil
+		return size != prev, nil
 	}
 	if err := of.breakSeq(ctx); err != nil {
-		return err
+		return false, err
 	}
 	lo, hi := min(size, of.size), max(size, of.size)
 	if of.old != ([32]byte{}) {
@@ -634,21 +651,37 @@ func (of *openFile) truncate(ctx context.Context, size int64) error {
 		// Old content past the new end is never valid again.
 		if lo%lazyBlock != 0 {
 			if err := of.fill(ctx, lo/lazyBlock); err != nil {
-				return err
+				return false, err
 			}
 		}
 		of.cut = min(of.cut, lo)
 	}
 	if err := of.grow(size); err != nil {
-		return err
+		return false, err
 	}
 	if err := of.staging.Truncate(size); err != nil {
-		return err
+		return false, err
 	}
 	of.size = size
 	of.publish()
 	of.markDirty(lo, hi)
-	return nil
+	return true, nil
+}
+
+// touch counts as a write to the file if it has unsaved writes: the view
+// shows it modified now, and the pending store stamps mtime and ctime. It
+// reports whether it did; of may be nil.
+func (of *openFile) touch() bool {
+	if of == nil {
+		return false
+	}
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if !of.dirty {
+		return false
+	}
+	of.wtime.Store(time.Now().UnixNano())
+	return true
 }
 
 // commit stores unsaved writes: inline in the namespace when small, as

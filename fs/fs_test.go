@@ -843,3 +843,58 @@ func TestDirAttrSize(t *testing.T) {
 		t.Errorf("root: size %d, blocks %d, mode %v; want a directory of 4096 bytes, 8 blocks", a.Size, a.Blocks, a.Mode)
 	}
 }
+
+// TestTruncateWhileWriting: an ftruncate between writes of an open file is
+// one more write: the stored mtime is that of the store after the last
+// write, not the truncation's (as an explicit utimens would be).
+func TestTruncateWhileWriting(t *testing.T) {
+	ctx := context.Background()
+	for _, newSize := range []uint64{10, 4} { // shrink, and the size it has
+		t.Run(fmt.Sprint(newSize), func(t *testing.T) {
+			f, ns, _ := newTestFS(t)
+			file, h := create(t, f, "f")
+			write(t, h, 0, []byte("0123"))
+			if err := file.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrSize | fuse.SetattrHandle, Size: newSize}, &fuse.SetattrResponse{}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond)
+			lastWrite := time.Now()
+			write(t, h, 0, []byte("ab"))
+			if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			h.Release(ctx, &fuse.ReleaseRequest{})
+			in, _ := ns.GetInode(file.ino)
+			if got := time.Unix(0, in.Mtime); got.Before(lastWrite) {
+				t.Errorf("stored mtime %v is before the last write (%v)", got, lastWrite)
+			}
+		})
+	}
+}
+
+// TestTruncateOneOp: truncating a closed file to a new size is one
+// replicated op (its store stamps mtime), not a store and then a setattr.
+func TestTruncateOneOp(t *testing.T) {
+	ctx := context.Background()
+	f, ns, _ := newTestFS(t)
+	file, h := create(t, f, "f")
+	write(t, h, 0, []byte("0123456789"))
+	if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	h.Release(ctx, &fuse.ReleaseRequest{})
+	before := ns.VersionVector()["p1"]
+	if err := file.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrSize, Size: 3}, &fuse.SetattrResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	if ops := ns.VersionVector()["p1"] - before; ops != 1 {
+		all, _, _ := ns.OpsSince(map[string]uint64{"p1": before}, 10)
+		for _, op := range all {
+			t.Logf("op %+v", op)
+		}
+		t.Errorf("truncate of a closed file: %d ops, want 1", ops)
+	}
+	if in, _ := ns.GetInode(file.ino); in.Size != 3 {
+		t.Errorf("size %d, want 3", in.Size)
+	}
+}
