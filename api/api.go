@@ -85,6 +85,13 @@ type Status struct {
 	Quorum   int          `json:"write_quorum"`
 	Members  []Member     `json:"members"`
 	Repair   RepairStatus `json:"repair"` // the answering peer's repair, scrub and rebalance activity
+	// WritablePeers counts the alive members that take new shards (not
+	// draining, not full); a file stored as chunks needs its shards on
+	// WritePeersNeeded distinct peers (k+1, so that it survives the loss
+	// of one), and fails to store with fewer. Small files, kept in the
+	// namespace, need only m+1 alive peers.
+	WritablePeers    int `json:"writable_peers"`
+	WritePeersNeeded int `json:"write_peers_needed"`
 }
 
 // Error is the JSON body of an error response.

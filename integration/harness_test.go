@@ -302,8 +302,10 @@ func runReef(t *testing.T, env []string, args ...string) result {
 
 // status is the subset of `reef status --json` the tests read.
 type status struct {
-	Peer    string `json:"peer"`
-	Members []struct {
+	Peer             string `json:"peer"`
+	WritablePeers    int    `json:"writable_peers"`
+	WritePeersNeeded int    `json:"write_peers_needed"`
+	Members          []struct {
 		ID     string `json:"id"`
 		State  string `json:"state"`
 		Used   int64  `json:"used_bytes"`

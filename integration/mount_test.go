@@ -187,6 +187,15 @@ func TestSharedDrive(t *testing.T) {
 	t.Run("two non-mounting peers killed", func(t *testing.T) {
 		waitSame(t, "tree on B after kills", src, filepath.Join(B, "cp"))
 		waitSame(t, "tree on A after kills", src, filepath.Join(A, "rs"))
+		// Four peers left take writes; a chunked file needs k+1 = 5, and
+		// reef status says so once membership has noticed.
+		waitFor(t, "status to count 4 writable peers of 5 needed", 30*time.Second, func() (bool, string) {
+			st := c.status(peers[0])
+			return st.WritablePeers == 4 && st.WritePeersNeeded == 5, fmt.Sprintf("%d of %d", st.WritablePeers, st.WritePeersNeeded)
+		})
+		if out := c.reef("status", "--peer", peers[0].listen).ok(t).stdout; !strings.Contains(out, "WRITES REFUSED") {
+			t.Errorf("reef status with 4 of 6 peers does not warn that chunked writes are refused:\n%s", out)
+		}
 	})
 	c.restart(peers[2])
 	c.restart(peers[3])

@@ -282,6 +282,10 @@ func (p *Peer) handleStatus(w http.ResponseWriter, r *http.Request) {
 			Capacity: m.Meta.Capacity, Free: m.Meta.Free, Used: m.Meta.Used, Shards: m.Meta.Shards,
 			LastSeen: m.LastSeen, Self: m.ID == p.id, Version: m.Meta.Version, Draining: m.Meta.Flags&membership.FlagDraining != 0,
 		})
+		if mm := st.Members[len(st.Members)-1]; mm.State == "alive" && !mm.Draining && !mm.Full {
+			st.WritablePeers++
+		}
 	}
+	st.WritePeersNeeded = p.cfg.K + 1
 	api.WriteJSON(w, st)
 }

@@ -38,8 +38,13 @@ func runStatusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			alive++
 		}
 	}
-	fmt.Fprintf(stdout, "volume %s  coding %d+%d  write quorum %d  seen from %s  %d of %d members alive\n\n",
+	fmt.Fprintf(stdout, "volume %s  coding %d+%d  write quorum %d  seen from %s  %d of %d members alive\n",
 		st.VolumeID, st.K, st.M, st.Quorum, st.Peer, alive, len(st.Members))
+	if st.WritePeersNeeded > 0 && st.WritablePeers < st.WritePeersNeeded {
+		fmt.Fprintf(stdout, "WRITES REFUSED: %d peers take new shards, a chunked file needs %d (k+1); only small files (kept in the namespace) can be written until more peers are back or have room\n",
+			st.WritablePeers, st.WritePeersNeeded)
+	}
+	fmt.Fprintln(stdout)
 	tw := newTable(stdout)
 	fmt.Fprintln(tw, "PEER\tSTATE\tZONE\tADDRESS\tCAPACITY\tUSED\tFREE\tSHARDS\tLAST SEEN")
 	for _, m := range st.Members {
