@@ -111,12 +111,18 @@ type peerInfo struct {
 func (ns *Namespace) noteAhead(peer string, ahead time.Duration) {
 	ns.pmu.Lock()
 	defer ns.pmu.Unlock()
+	p := ns.peerLocked(peer)
+	p.aheadAt, p.ahead = time.Now(), ahead
+}
+
+// peerLocked returns peer's record, made if new. Holds pmu.
+func (ns *Namespace) peerLocked(peer string) *peerInfo {
 	p := ns.peers[peer]
 	if p == nil {
 		p = &peerInfo{}
 		ns.peers[peer] = p
 	}
-	p.aheadAt, p.ahead = time.Now(), ahead
+	return p
 }
 
 // ClockAhead returns the peers whose ops or clock this peer refused in the
@@ -644,11 +650,7 @@ func (ns *Namespace) ObservePeer(peer string, vv map[string]uint64, clock Timest
 	ns.mu.RUnlock()
 	ns.pmu.Lock()
 	defer ns.pmu.Unlock()
-	p := ns.peers[peer]
-	if p == nil {
-		p = &peerInfo{}
-		ns.peers[peer] = p
-	}
+	p := ns.peerLocked(peer)
 	p.lastSeen = time.Now()
 	if ok && p.stable.Less(clock) {
 		p.stable = clock
