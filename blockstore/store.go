@@ -178,12 +178,17 @@ const mapAdviseEvery = 100 * time.Millisecond
 // noMapAdvise turns the map advice off (a test shows what it prevents).
 var noMapAdvise = false
 
+// keepValueCache keeps synced shards in the page cache (a test shows what
+// dropping them saves). See the package doc.
+var keepValueCache = false
+
 // badgerOptions returns the tuned badger options; see the package doc.
 func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 	return badger.DefaultOptions(dir).
 		WithReadOnly(readOnly).
 		WithLogger(badgerlog.New(log)).
 		WithSyncWrites(false).
+		WithDropSyncedValueCache(!keepValueCache).
 		WithNumVersionsToKeep(1).
 		WithValueThreshold(1 << 10).
 		WithVLogPercentile(0).

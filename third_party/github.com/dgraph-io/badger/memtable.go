@@ -262,6 +262,26 @@ type logFile struct {
 	registry *KeyRegistry
 	writeAt  uint32
 	opt      Options
+
+	dropped atomic.Uint32 // (reef patch 5) cache dropped up to here, see dropSynced
+}
+
+// dropSynced drops the page cache of the file's bytes before end, which
+// the caller has just synced, when Options.DropSyncedValueCache is set
+// (reef patch 5). The pages are clean after the sync, so nothing is lost:
+// reads of them go to the disk. A peer writing a stream of shards then
+// reuses the same pages of memory instead of growing its page cache by
+// every byte it stores.
+func (lf *logFile) dropSynced(end uint32) {
+	if !lf.opt.DropSyncedValueCache || lf.Fd == nil {
+		return
+	}
+	end &^= 4095 // keep the page the next append goes on
+	from := lf.dropped.Load()
+	if end <= from || !lf.dropped.CompareAndSwap(from, end) {
+		return
+	}
+	_ = y.DropCache(int(lf.Fd.Fd()), int64(from), int64(end-from))
 }
 
 func (lf *logFile) Truncate(end int64) error {
@@ -414,6 +434,7 @@ func (lf *logFile) doneWriting(offset uint32) error {
 		if err := lf.Sync(); err != nil {
 			return y.Wrapf(err, "Unable to sync value log: %q", lf.path)
 		}
+		lf.dropSynced(offset) // (reef patch 5)
 	}
 
 	// Before we were acquiring a lock here on lf.lock, because we were invalidating the file

@@ -38,13 +38,16 @@ type Options struct {
 
 	// Usually modified options.
 
-	SyncWrites        bool
-	NumVersionsToKeep int
-	ReadOnly          bool
-	Logger            Logger
-	Compression       options.CompressionType
-	InMemory          bool
-	MetricsEnabled    bool
+	SyncWrites bool
+	// DropSyncedValueCache drops the page cache of value-log bytes once they
+	// are synced (reef patch 5).
+	DropSyncedValueCache bool
+	NumVersionsToKeep    int
+	ReadOnly             bool
+	Logger               Logger
+	Compression          options.CompressionType
+	InMemory             bool
+	MetricsEnabled       bool
 	// Sets the Stream.numGo field
 	NumGoroutines int
 
@@ -378,6 +381,16 @@ func (opt Options) WithValueDir(val string) Options {
 // The default value of SyncWrites is false.
 func (opt Options) WithSyncWrites(val bool) Options {
 	opt.SyncWrites = val
+	return opt
+}
+
+// WithDropSyncedValueCache returns a new Options value with
+// DropSyncedValueCache set to the given value (reef patch 5). With it, the
+// page cache of value-log bytes is dropped once they are synced, so a
+// store that is written far more than it is read does not fill memory
+// with what it wrote. Reads of those bytes then go to the disk.
+func (opt Options) WithDropSyncedValueCache(val bool) Options {
+	opt.DropSyncedValueCache = val
 	return opt
 }
 

@@ -780,7 +780,11 @@ func (vlog *valueLog) sync() error {
 	curlf.lock.RLock()
 	vlog.filesLock.RUnlock()
 
+	end := vlog.woffset() // (reef patch 5) what this sync covers at least
 	err := curlf.Sync()
+	if err == nil {
+		curlf.dropSynced(end) // (reef patch 5)
+	}
 	curlf.lock.RUnlock()
 	return err
 }
