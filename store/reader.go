@@ -22,6 +22,9 @@ type fileIndex struct {
 	// next is where the last ReadAt of this file ended: a read starting
 	// near it continues a sequential scan, which gets a deeper read-ahead.
 	next atomic.Int64
+	// behind counts the entries a sequential scan has left behind and
+	// dropped from the chunk cache (dropBehind).
+	behind atomic.Int64
 
 	holesOnce sync.Once
 	holes     []bool // holes[i]: entries[i] is a chunk of zeros (Seek)
@@ -112,6 +115,17 @@ func (c *lru[K, V]) put(k K, v V) {
 		c.order.Remove(e)
 		delete(c.items, it.key)
 		c.size -= c.cost(it.val)
+	}
+}
+
+// remove drops k from the cache, if it is there.
+func (c *lru[K, V]) remove(k K) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[k]; ok {
+		c.size -= c.cost(e.Value.(*lruItem[K, V]).val)
+		c.order.Remove(e)
+		delete(c.items, k)
 	}
 }
 
@@ -294,7 +308,11 @@ func (s *Store) ReadAt(ctx context.Context, a addr.Addr, p []byte, off int64) (i
 		n += copy(p[n:], b[off+int64(n)-ix.offsets[i]:])
 		i++
 	}
-	s.readAhead(ix, i, s.aheadFor(ix, off, int64(n)))
+	ahead := s.aheadFor(ix, off, int64(n))
+	if ahead > randomAhead {
+		s.dropBehind(ix, off)
+	}
+	s.readAhead(ix, i, ahead)
 	if n < len(p) {
 		return n, io.EOF
 	}
@@ -324,6 +342,33 @@ func (s *Store) aheadFor(ix *fileIndex, off, n int64) int {
 		return max(s.cfg.Parallel, randomAhead)
 	}
 	return randomAhead
+}
+
+// dropBehind drops from the chunk cache the chunks a sequential scan now
+// at off has left more than seqSlack behind. The kernel keeps what it read
+// in its own page cache (files are opened with keep_cache), so the chunk
+// cache matters for small reads inside a chunk and for the read-ahead, not
+// for the chunks a `cp` or `dd` has passed: kept, a 1 GiB read filled the
+// whole cache (512 MiB by default) with chunks nobody asks for again, and
+// every one of them was fresh memory, which costs on the VMs this runs on
+// (see BENCHMARKS, eighth session). Dropped, the reading peer's heap stays
+// at about the read-ahead's size and reuses its memory. A chunk another
+// file shares (dedup) is only fetched again if that file wants it.
+func (s *Store) dropBehind(ix *fileIndex, off int64) {
+	if off <= seqSlack {
+		return
+	}
+	// Entries ending at or before off-seqSlack are behind.
+	upto := int64(ix.find(off - seqSlack))
+	from := ix.behind.Load()
+	// A scan that started again lower moves the mark back (the loop then
+	// drops nothing).
+	if upto == from || !ix.behind.CompareAndSwap(from, upto) {
+		return
+	}
+	for j := from; j < upto; j++ {
+		s.cache.chunks.remove(ix.entries[j].Addr)
+	}
 }
 
 // readAhead fetches up to count chunks from index i in the background.

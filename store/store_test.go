@@ -363,6 +363,50 @@ func TestReadAheadDepth(t *testing.T) {
 	}
 }
 
+// TestSequentialScanDropsBehind: chunks a sequential scan has passed leave
+// the chunk cache (the kernel caches what it read), a second scan drops
+// again, and reads that jump about keep what they fetched.
+func TestSequentialScanDropsBehind(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t, newFakeNet(6), 4, 2)
+	data := randBytes(16<<20, 3)
+	a, _, err := s.PutFile(ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := func() int64 {
+		s.cache.chunks.mu.Lock()
+		defer s.cache.chunks.mu.Unlock()
+		return s.cache.chunks.size
+	}
+	// What may stay: the slack behind, the chunk being read and the
+	// read-ahead (chunks are at most 64 KiB here).
+	bound := int64(seqSlack + (s.cfg.Parallel+2)*(64<<10+64))
+	buf := make([]byte, 128<<10)
+	for pass := range 2 {
+		for off := int64(0); off < int64(len(data)); off += int64(len(buf)) {
+			n, err := s.ReadAt(ctx, a, buf, off)
+			if n != len(buf) || !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+				t.Fatalf("pass %d: ReadAt(%d) = %d, %v: wrong bytes", pass, off, n, err)
+			}
+		}
+		if c := cached(); c > bound {
+			t.Errorf("pass %d: %d bytes cached after a sequential scan of %d, want at most %d", pass, c, len(data), bound)
+		}
+	}
+	// Random 4 KiB reads, each far from the one before: what they fetch stays.
+	before := cached()
+	for i, off := range []int64{9 << 20, 1 << 20, 13 << 20, 5 << 20} {
+		n, err := s.ReadAt(ctx, a, buf[:4096], off)
+		if n != 4096 || !bytes.Equal(buf[:n], data[off:off+4096]) {
+			t.Fatalf("random read %d at %d = %d, %v: wrong bytes", i, off, n, err)
+		}
+	}
+	if c := cached(); c <= before {
+		t.Errorf("random reads cached nothing: %d bytes before, %d after", before, c)
+	}
+}
+
 // gateNet holds every shard write until writes for want distinct blobs have
 // started, so a writer that waits for one blob's shards before sending the
 // next never gets going and fails after a timeout.

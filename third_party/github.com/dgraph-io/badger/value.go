@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -1001,10 +1002,18 @@ func (vlog *valueLog) getFileRLocked(vp valuePointer) (*logFile, error) {
 // Read reads the value log at a given location.
 // TODO: Make this read private.
 func (vlog *valueLog) Read(vp valuePointer, _ *y.Slice) ([]byte, func(), error) {
-	buf, lf, err := vlog.readValueBytes(vp)
-	// log file is locked so, decide whether to lock immediately or let the caller to
-	// unlock it, after caller uses it.
-	cb := vlog.getUnlockCallback(lf)
+	var buf []byte
+	var lf *logFile
+	var cb func()
+	var err error
+	if vlog.opt.DropSyncedValueCache && vp.Len >= preadMinLen {
+		buf, lf, cb, err = vlog.preadValueBytes(vp) // (reef patch 6)
+	} else {
+		buf, lf, err = vlog.readValueBytes(vp)
+		// log file is locked so, decide whether to lock immediately or let the caller to
+		// unlock it, after caller uses it.
+		cb = vlog.getUnlockCallback(lf)
+	}
 	if err != nil {
 		return nil, cb, err
 	}
@@ -1033,10 +1042,76 @@ func (vlog *valueLog) Read(vp valuePointer, _ *y.Slice) ([]byte, func(), error) 
 	}
 	if uint32(len(kv)) < h.klen+h.vlen {
 		vlog.db.opt.Errorf("Invalid read: vp: %+v", vp)
+		runCallback(cb) // (reef patch 6) upstream kept the file read-locked here
 		return nil, nil, fmt.Errorf("Invalid read: Len: %d read at:[%d:%d]",
 			len(kv), h.klen, h.klen+h.vlen)
 	}
 	return kv[h.klen : h.klen+h.vlen], cb, nil
+}
+
+// preadMinLen is the entry length from which preadValueBytes reads an
+// entry when Options.DropSyncedValueCache is set (reef patch 6).
+const preadMinLen = 16 << 10
+
+// readBufs holds buffers for preadValueBytes (*[]byte).
+var readBufs sync.Pool
+
+// preadValueBytes reads the entry at vp into a pooled buffer instead of
+// through the file's memory map (reef patch 6), for stores that set
+// Options.DropSyncedValueCache. An entry that is synced (and so was dropped
+// from the page cache, patch 5) is read with O_DIRECT, around the page
+// cache; a newer one with pread(2), from the page cache it is still in. A
+// read through the map faulted the pages in one at a time and left them
+// mapped, where fadvise cannot drop them; a buffered read followed by a
+// fadvise(DONTNEED) of the entry's range left most of them too, in large
+// folios that straddle the range's ends. Either way a peer serving a cold
+// read of many shards grew its page cache by every byte it sent. The file
+// is unlocked before it returns (the bytes are in the buffer); cb gives the
+// buffer back once the caller is done with the returned slice.
+func (vlog *valueLog) preadValueBytes(vp valuePointer) ([]byte, *logFile, func(), error) {
+	lf, err := vlog.getFileRLocked(vp)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer lf.lock.RUnlock()
+	off, end := int64(vp.Offset), int64(vp.Offset)+int64(vp.Len)
+	if end > int64(lf.size.Load()) {
+		return nil, lf, nil, y.ErrEOF
+	}
+	const align = y.DirectAlign
+	from, to := off&^(align-1), (end+align-1)&^(align-1)
+	bp, _ := readBufs.Get().(*[]byte)
+	if bp == nil || int64(cap(*bp)) < to-from+align {
+		b := make([]byte, to-from+align)
+		bp = &b
+	}
+	cb := func() { readBufs.Put(bp) }
+	if end <= int64(lf.dropped.Load()) {
+		b := (*bp)[:cap(*bp)]
+		// O_DIRECT wants the memory aligned too.
+		skip := int((align - uintptr(unsafe.Pointer(&b[0]))%align) % align)
+		b = b[skip : skip+int(to-from)]
+		if f, err := y.OpenDirect(lf.path); err == nil {
+			n, err := f.ReadAt(b, from)
+			f.Close()
+			if int64(n) >= end-from && (err == nil || err == io.EOF) {
+				buf := b[off-from : end-from]
+				y.NumReadsVlogAdd(vlog.db.opt.MetricsEnabled, 1)
+				y.NumBytesReadsVlogAdd(vlog.db.opt.MetricsEnabled, int64(len(buf)))
+				return buf, lf, cb, nil
+			}
+		}
+		// No O_DIRECT here (tmpfs, say), or the read failed: read through
+		// the page cache.
+	}
+	buf := (*bp)[:vp.Len]
+	if _, err := lf.Fd.ReadAt(buf, off); err != nil {
+		cb()
+		return nil, lf, nil, y.Wrapf(err, "while reading value log %s at %d", lf.Fd.Name(), vp.Offset)
+	}
+	y.NumReadsVlogAdd(vlog.db.opt.MetricsEnabled, 1)
+	y.NumBytesReadsVlogAdd(vlog.db.opt.MetricsEnabled, int64(len(buf)))
+	return buf, lf, cb, nil
 }
 
 // getUnlockCallback will returns a function which unlock the logfile if the logfile is mmaped.
