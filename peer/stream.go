@@ -17,6 +17,7 @@ import (
 	"github.com/reefproject/reef/addr"
 	"github.com/reefproject/reef/api"
 	"github.com/reefproject/reef/erasure"
+	"github.com/reefproject/reef/internal/bufpool"
 	"github.com/reefproject/reef/store"
 )
 
@@ -279,6 +280,10 @@ func (n *shardNet) putShardStream(ctx context.Context, peer string, k store.Shar
 	return ans[0] == 1, nil
 }
 
+// putBodies recycles the bodies of shard put frames (serveFrames); a
+// handler of frameShardPut must not keep its body past its return.
+var putBodies bufpool.Pool
+
 // serveFrames answers frames on one connection, in order, with handle's
 // result, until the connection fails or idles for streamIdle. limit bounds
 // each kind's payload. release, when handle returns one, is called once
@@ -301,12 +306,27 @@ func serveFrames(conn net.Conn, br *bufio.Reader, bw *bufio.Writer, limit func(k
 			writeFrame(conn, bw, statusError, []byte(fmt.Sprintf("frame of %d bytes, limit %d", n, max)))
 			return
 		}
-		body := make([]byte, n)
+		// A shard put's body is dead once handled (the store has copied
+		// it into its log): it is read into a recycled buffer. Allocated
+		// afresh, each one cost a zeroed 256 KiB and its share of GC.
+		var body []byte
+		pooled := hdr[4] == frameShardPut && n > 0
+		if pooled {
+			body = putBodies.Get(int(n))
+		} else {
+			body = make([]byte, n)
+		}
 		if _, err := io.ReadFull(br, body); err != nil {
+			if pooled {
+				putBodies.Put(body)
+			}
 			return
 		}
 		var status byte = statusOK
 		answer, release, err := handle(hdr[4], body)
+		if pooled {
+			putBodies.Put(body)
+		}
 		switch {
 		case errors.Is(err, store.ErrShardNotFound):
 			status, answer = statusNotFound, []byte(err.Error())
