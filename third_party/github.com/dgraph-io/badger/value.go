@@ -657,6 +657,19 @@ func (vlog *valueLog) open(db *DB) error {
 	if _, err := vlog.createVlogFile(); err != nil {
 		return y.Wrapf(err, "Error while creating log file in valueLog.open")
 	}
+	if vlog.opt.DropSyncedValueCache {
+		// (reef patch 6) The files found at open are never written again:
+		// preadValueBytes may read all of them with O_DIRECT (the kernel
+		// writes back any dirty page of a range before such a read, so
+		// this needs no sync, only that nobody appends to them). What the
+		// replay above read of the last one leaves the page cache.
+		for fid, lf := range vlog.filesMap {
+			if fid != vlog.maxFid {
+				lf.dropped.Store(lf.size.Load())
+				_ = y.DropMappedCache(lf.Data, int(lf.Fd.Fd()), int64(lf.size.Load()))
+			}
+		}
+	}
 	return nil
 }
 

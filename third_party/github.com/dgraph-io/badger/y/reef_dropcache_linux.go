@@ -27,3 +27,16 @@ func DropCache(fd int, off, n int64) error {
 func OpenDirect(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
 }
+
+// DropMappedCache drops the page cache of a file that data maps (reef patch
+// 6): the pages are unmapped from this process first (MADV_DONTNEED on a
+// shared file map keeps the file's contents), since the kernel keeps mapped
+// pages whatever fadvise asks. Dirty pages are kept.
+func DropMappedCache(data []byte, fd int, n int64) error {
+	if len(data) > 0 {
+		if err := unix.Madvise(data, unix.MADV_DONTNEED); err != nil {
+			return err
+		}
+	}
+	return DropCache(fd, 0, n)
+}

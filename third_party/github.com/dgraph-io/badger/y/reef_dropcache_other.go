@@ -23,3 +23,7 @@ func DropCache(fd int, off, n int64) error { return nil }
 func OpenDirect(path string) (*os.File, error) {
 	return nil, errors.ErrUnsupported
 }
+
+// DropMappedCache does nothing where fadvise(2) is not available (reef
+// patch 6).
+func DropMappedCache(data []byte, fd int, n int64) error { return nil }
