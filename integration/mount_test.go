@@ -365,14 +365,22 @@ func TestFileSemantics(t *testing.T) {
 		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
+		// B sees the close as the other checks here do: once its peer
+		// has applied the pushed op (close waits for m peers, which need
+		// not include B's).
+		wantSize := size + 10 + int64(len(marks[size+10]))
+		waitFor(t, "holes' size on B", 10*time.Second, func() (bool, string) {
+			fi, err := os.Stat(filepath.Join(B, "holes"))
+			if err != nil {
+				return false, err.Error()
+			}
+			return fi.Size() == wantSize, fmt.Sprintf("size %d, want %d", fi.Size(), wantSize)
+		})
 		g, err := os.Open(filepath.Join(B, "holes"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer g.Close()
-		if fi, err := g.Stat(); err != nil || fi.Size() != size+10+int64(len(marks[size+10])) {
-			t.Fatalf("size through B = %v, %v", fi.Size(), err)
-		}
 		for off, s := range marks {
 			buf := make([]byte, len(s)+2<<20)
 			n, err := g.ReadAt(buf, off-1<<20)
