@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -203,5 +204,56 @@ func TestCLIErrors(t *testing.T) {
 	_, r := c.get(p, strings.Repeat("ab", 32))
 	if _, err := os.Stat(filepath.Join(dir, "x")); err == nil {
 		t.Errorf("a failed get left a file behind (%v)", r.stderr)
+	}
+}
+
+// TestSeedRestartRejoins: the first peer of a cluster, started without
+// --join, finds the others again after kill -9 and a restart (it keeps the
+// addresses of the members it saw in its data directory). It came back
+// alone before: the others had given it up and it had nobody to ask.
+func TestSeedRestartRejoins(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test; run without -short")
+	}
+	c := newCluster(t)
+	var peers []*peerProc
+	for range 3 {
+		peers = append(peers, c.addPeer("--k", "1", "--m", "1"))
+	}
+	alive := map[string]string{}
+	for _, p := range peers {
+		alive[p.name] = "alive"
+	}
+	for _, p := range peers {
+		c.waitStates(p, alive, 30*time.Second)
+	}
+	seed := peers[0]
+	waitFor(t, "the seed's known-peers file", 20*time.Second, func() (bool, string) {
+		b, err := os.ReadFile(filepath.Join(seed.data, "known-peers"))
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, p := range peers[1:] {
+			if !strings.Contains(string(b), p.gossip+"\n") {
+				return false, fmt.Sprintf("%q lacks %s", b, p.gossip)
+			}
+		}
+		return true, ""
+	})
+	c.kill9(seed)
+	waitFor(t, "the others give the seed up", 30*time.Second, func() (bool, string) {
+		for _, m := range c.status(peers[1]).Members {
+			if m.ID == seed.name {
+				return m.State == "dead" || m.State == "left", m.State
+			}
+		}
+		return true, "gone"
+	})
+	// Past memberlist's gossip to the dead (15 s): from then on nobody
+	// contacts the seed's address unless it asks first.
+	time.Sleep(20 * time.Second)
+	c.restart(seed)
+	for _, p := range peers {
+		c.waitStates(p, alive, 30*time.Second)
 	}
 }

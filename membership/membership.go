@@ -119,6 +119,10 @@ type Config struct {
 	// background, and it retries again whenever the node finds itself
 	// without any live peer.
 	Join []string
+	// Rejoin lists more addresses, the members a restarted node knew
+	// (saved by its owner): tried like Join's, but Start does not wait
+	// for them when Join is empty.
+	Rejoin []string
 	// Meta is the initial metadata advertised.
 	Meta Meta
 	// SecretKey, if set, is a 16, 24 or 32-byte AES key encrypting all
@@ -258,13 +262,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		logger.Warn("membership: cannot read gossip node states; suspect and left will not be reported", "id", n.id)
 	}
 
-	for _, s := range cfg.Join {
-		if s = strings.TrimSpace(s); s != "" && s != n.gossipAddr && s != cfg.BindAddr {
+	for _, s := range append(slices.Clone(cfg.Join), cfg.Rejoin...) {
+		if s = strings.TrimSpace(s); s != "" && s != n.gossipAddr && s != cfg.BindAddr && !slices.Contains(n.seeds, s) {
 			n.seeds = append(n.seeds, s)
 		}
 	}
 
-	if len(n.seeds) > 0 {
+	if len(n.seeds) > 0 && len(cfg.Join) == 0 {
+		n.wg.Add(1)
+		go n.joinLoop() // only saved addresses: try them in the background
+	} else if len(n.seeds) > 0 {
 		joined := make(chan struct{})
 		go func() {
 			defer close(joined)

@@ -7,6 +7,7 @@
 package peer
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -183,6 +184,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		ID:        id,
 		BindAddr:  cfg.Gossip,
 		Join:      cfg.Join,
+		Rejoin:    readKnown(cfg.DataDir),
 		SecretKey: cfg.Keys.GossipKey(),
 		Logger:    p.log.With("component", "gossip"),
 		Meta: membership.Meta{
@@ -467,6 +469,7 @@ func (p *Peer) metaLoop() {
 		capacity, free int64
 	}
 	var last figures
+	lastKnown := knownAddrs(nil, "")
 	for {
 		select {
 		case <-p.stop:
@@ -474,6 +477,13 @@ func (p *Peer) metaLoop() {
 		case <-t.C:
 		}
 		p.refreshCapacity()
+		if k := knownAddrs(p.node.Live(), p.id); !bytes.Equal(k, lastKnown) {
+			if err := writeKnown(p.cfg.DataDir, k); err != nil {
+				p.log.Warn("saving the addresses of the other peers", "err", err)
+			} else {
+				lastKnown = k
+			}
+		}
 		st := p.bs.Stats()
 		p.metrics.SetStored(st.Count, st.Bytes)
 		var counts [4]int

@@ -6,7 +6,32 @@ set -euo pipefail
 cmd=${1:-}; dir=${2:-run}; n=${3:-6}
 bin=$(cd "$(dirname "$0")/.." && pwd)/bin/reef
 
-running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# running PIDFILE: the peer of DIR/peerN.pid is up. A pid that is alive is
+# not enough: a peer killed with -9 while it serves a mount takes a moment
+# to go (until then its pid still answers kill -0, and a zombie's does
+# until it is reaped), and a pid may be reused. The process must still
+# have its command line, with --data DIR/peerN in it.
+running() {
+	local pid
+	[ -f "$1" ] || return 1
+	pid=$(cat "$1")
+	kill -0 "$pid" 2>/dev/null || return 1
+	tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "${1%.pid}"
+}
+
+# gone PIDFILE: waits up to 10 s for the process of a peer that is not
+# running any more (exiting, a zombie) to disappear: until then it holds
+# its data directory's lock and its ports.
+gone() {
+	local pid
+	[ -f "$1" ] || return 0
+	pid=$(cat "$1")
+	for _ in $(seq 1 100); do
+		[ -d "/proc/$pid" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 0
+		sleep 0.1
+	done
+	echo "warning: an earlier process of ${1%.pid} ($pid) is still exiting" >&2
+}
 
 case "$cmd" in
 start)
@@ -15,6 +40,7 @@ start)
 	for i in $(seq 1 "$n"); do
 		pidf="$dir/peer$i.pid"
 		if running "$pidf"; then continue; fi
+		gone "$pidf"
 		join=(); [ "$i" -gt 1 ] && join=(--join 127.0.0.1:7401)
 		mnt=()
 		if [ "$i" -le 2 ] && [ ! -e /dev/fuse ]; then
