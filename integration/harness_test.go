@@ -341,6 +341,18 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 	t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, last)
 }
 
+// waitAlive waits until each of peers sees all of them alive.
+func (c *cluster) waitAlive(peers []*peerProc) {
+	c.t.Helper()
+	want := map[string]string{}
+	for _, p := range peers {
+		want[p.name] = "alive"
+	}
+	for _, p := range peers {
+		c.waitStates(p, want, 30*time.Second)
+	}
+}
+
 // waitStates waits until via sees every named peer in the wanted state.
 func (c *cluster) waitStates(via *peerProc, want map[string]string, timeout time.Duration) {
 	c.t.Helper()

@@ -71,13 +71,7 @@ func mountClusterPrepared(t *testing.T, prepare func(c *cluster), flags ...strin
 		}
 		peers = append(peers, c.addPeer(append(extra, flags...)...))
 	}
-	want := map[string]string{}
-	for _, p := range peers {
-		want[p.name] = "alive"
-	}
-	for _, p := range peers {
-		c.waitStates(p, want, 30*time.Second)
-	}
+	c.waitAlive(peers)
 	return c, peers, a, b
 }
 

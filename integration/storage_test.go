@@ -220,13 +220,7 @@ func TestSeedRestartRejoins(t *testing.T) {
 	for range 3 {
 		peers = append(peers, c.addPeer("--k", "1", "--m", "1"))
 	}
-	alive := map[string]string{}
-	for _, p := range peers {
-		alive[p.name] = "alive"
-	}
-	for _, p := range peers {
-		c.waitStates(p, alive, 30*time.Second)
-	}
+	c.waitAlive(peers)
 	seed := peers[0]
 	waitFor(t, "the seed's known-peers file", 20*time.Second, func() (bool, string) {
 		b, err := os.ReadFile(filepath.Join(seed.data, "known-peers"))
@@ -253,7 +247,5 @@ func TestSeedRestartRejoins(t *testing.T) {
 	// contacts the seed's address unless it asks first.
 	time.Sleep(20 * time.Second)
 	c.restart(seed)
-	for _, p := range peers {
-		c.waitStates(p, alive, 30*time.Second)
-	}
+	c.waitAlive(peers)
 }

@@ -262,13 +262,18 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		logger.Warn("membership: cannot read gossip node states; suspect and left will not be reported", "id", n.id)
 	}
 
-	for _, s := range append(slices.Clone(cfg.Join), cfg.Rejoin...) {
-		if s = strings.TrimSpace(s); s != "" && s != n.gossipAddr && s != cfg.BindAddr && !slices.Contains(n.seeds, s) {
-			n.seeds = append(n.seeds, s)
+	addSeeds := func(addrs []string) {
+		for _, s := range addrs {
+			if s = strings.TrimSpace(s); s != "" && s != n.gossipAddr && s != cfg.BindAddr && !slices.Contains(n.seeds, s) {
+				n.seeds = append(n.seeds, s)
+			}
 		}
 	}
+	addSeeds(cfg.Join)
+	joinSeeds := len(n.seeds)
+	addSeeds(cfg.Rejoin)
 
-	if len(n.seeds) > 0 && len(cfg.Join) == 0 {
+	if len(n.seeds) > 0 && joinSeeds == 0 {
 		n.wg.Add(1)
 		go n.joinLoop() // only saved addresses: try them in the background
 	} else if len(n.seeds) > 0 {

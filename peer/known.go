@@ -76,13 +76,16 @@ func writeKnown(dir string, content []byte) error {
 		return nil
 	}
 	tmp := filepath.Join(dir, knownFile+".tmp")
-	if err := os.WriteFile(tmp, content, 0o644); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
 		return fmt.Errorf("peer: known peers: %w", err)
 	}
-	f, err := os.Open(tmp)
+	_, err = f.Write(content)
 	if err == nil {
 		err = f.Sync()
-		f.Close()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(dir, knownFile))
