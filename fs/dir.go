@@ -118,6 +118,7 @@ func (d *Dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 	d.fs.fillAttr(e.Inode, &resp.Attr)
 	resp.EntryValid = d.fs.cfg.AttrValid
 	h := n.openHandle(e.Inode, true)
+	h.answer(req.Flags, &resp.OpenResponse)
 	return n, h, nil
 }
 

@@ -20,6 +20,10 @@ import (
 type File struct {
 	bareNode // fs, ino and the extended-attribute calls (Getxattr is File's)
 	linkable
+	// read is set by the first read of the file through this mount: from
+	// then on the kernel may hold its pages, which a write through a
+	// direct-I/O handle must drop (Handle.Write).
+	read atomic.Bool
 }
 
 // linkable is the part of a node that can have several names (a file, a
@@ -104,12 +108,8 @@ func (f *File) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 	if err != nil {
 		return nil, errno(f.fs.log, "open", err)
 	}
-	// The kernel may keep the file's cached pages across opens: every
-	// change from another peer invalidates them (FS.invalidate), and
-	// changes made here go through the cache. Without this each open
-	// dropped them and re-read the file.
-	resp.Flags |= fuse.OpenKeepCache
 	h := f.openHandle(in, !req.Flags.IsReadOnly())
+	h.answer(req.Flags, resp)
 	if req.OpenFlags&fuse.OpenKillSUIDGID != 0 { // O_TRUNC by an unprivileged caller
 		var ch namespace.AttrChange
 		err := f.killPriv(ctx, h.of, &ch)
@@ -122,6 +122,26 @@ func (f *File) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 		}
 	}
 	return h, nil
+}
+
+// answer sets the flags of the kernel's open of h (by open or create).
+func (h *Handle) answer(flags fuse.OpenFlags, resp *fuse.OpenResponse) {
+	// The kernel may keep the file's cached pages across opens: every
+	// change from another peer invalidates them (FS.invalidate), and
+	// changes made here go through the cache. Without this each open
+	// dropped them and re-read the file.
+	resp.Flags |= fuse.OpenKeepCache
+	if flags.IsWriteOnly() {
+		// Writes through a handle that cannot read bypass the kernel's
+		// page cache (FOPEN_DIRECT_IO): the kernel otherwise copied each
+		// written byte into a page of its cache first, a copy and a
+		// fresh page per 4 KiB that a backup or a cp never reads back.
+		// Such a handle cannot be mapped or read, so nothing else
+		// changes for it; pages other handles cached are dropped as
+		// the writes land (Handle.Write).
+		resp.Flags |= fuse.OpenDirectIO
+		h.direct = true
+	}
 }
 
 func (f *File) openHandle(in namespace.Inode, write bool) *Handle {
@@ -760,9 +780,10 @@ func (of *openFile) commit(ctx context.Context) error {
 
 // Handle is one open of a file.
 type Handle struct {
-	file  *File
-	of    *openFile
-	write bool
+	file   *File
+	of     *openFile
+	write  bool
+	direct bool // opened write-only, with FOPEN_DIRECT_IO
 }
 
 var (
@@ -887,6 +908,7 @@ func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) erro
 func (h *Handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
 	// The server hands in a buffer of the request's size: reuse it rather
 	// than allocate (and zero) another one (up to 1 MiB) per request.
+	h.file.read.Store(true) // before the content is read: see Handle.Write
 	buf := resp.Data[:0]
 	if cap(buf) >= req.Size {
 		buf = buf[:req.Size]
@@ -936,22 +958,41 @@ func (h *Handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.Rea
 
 // Write writes into the staging copy.
 func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
+	off, err := h.write1(ctx, req, resp)
+	if err == nil && h.direct && h.file.read.Load() && h.file.fs.server != nil {
+		// The write bypassed the page cache, where another handle's
+		// reads may have left pages of this range: drop them before
+		// write(2) returns, so that every read after it sees the new
+		// bytes. Not under of.mu: the kernel waits here for pages being
+		// read, whose READ may be waiting for of.mu. The flag was set
+		// before such a read looked at the file (Handle.Read), so a
+		// read that saw the old content is covered. Linux 6.18 drops
+		// the range on a direct write by itself (the integration
+		// test passes without this); the FUSE direct-I/O path of
+		// older kernels left the pages in place.
+		h.file.fs.server.InvalidateNodeDataRange(h.file, off, int64(resp.Size))
+	}
+	return err
+}
+
+// write1 is Write under the file's lock; it returns where it wrote.
+func (h *Handle) write1(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) (int64, error) {
 	h.of.mu.Lock()
 	defer h.of.mu.Unlock()
 	if err := h.of.stage(ctx, 1<<62); err != nil {
-		return errno(h.file.fs.log, "write", err)
+		return 0, errno(h.file.fs.log, "write", err)
 	}
 	off := req.Offset
 	if req.FileFlags&fuse.OpenAppend != 0 {
 		off = h.of.size
 	}
 	if h.of.lost != nil {
-		return errno(h.file.fs.log, "write", h.of.lost)
+		return 0, errno(h.file.fs.log, "write", h.of.lost)
 	}
 	end := off + int64(len(req.Data))
 	if off != h.of.size {
 		if err := h.of.breakSeq(ctx); err != nil {
-			return errno(h.file.fs.log, "write", err)
+			return 0, errno(h.file.fs.log, "write", err)
 		}
 	}
 	n := len(req.Data)
@@ -959,23 +1000,23 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 		// Appended through the stream, not the staging file.
 		if err := h.of.push(req.Data); err != nil {
 			h.of.publish()
-			return errno(h.file.fs.log, "write", err)
+			return 0, errno(h.file.fs.log, "write", err)
 		}
 	} else {
 		if err := h.of.grow(end); err != nil {
-			return errno(h.file.fs.log, "write", err)
+			return 0, errno(h.file.fs.log, "write", err)
 		}
 		if err := h.of.prepareWrite(ctx, off, end); err != nil {
-			return errno(h.file.fs.log, "write", err)
+			return 0, errno(h.file.fs.log, "write", err)
 		}
 		var err error
 		n, err = h.of.staging.WriteAt(req.Data, off)
 		if err != nil {
 			h.of.seq = false // no stream runs here (see above)
 			if errors.Is(err, syscall.ENOSPC) {
-				return fuse.Errno(syscall.ENOSPC)
+				return 0, fuse.Errno(syscall.ENOSPC)
 			}
-			return errno(h.file.fs.log, "write", err)
+			return 0, errno(h.file.fs.log, "write", err)
 		}
 		h.of.size = max(h.of.size, off+int64(n))
 		h.of.appended(req.Data[:n])
@@ -987,14 +1028,14 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 		// Folds into the commit this write now waits for.
 		var ch namespace.AttrChange
 		if err := h.file.killPriv(ctx, h.of, &ch); err != nil {
-			return errno(h.file.fs.log, "write", err)
+			return 0, errno(h.file.fs.log, "write", err)
 		}
 		if ch.Mask != 0 {
 			h.of.fold(ch)
 		}
 	}
 	resp.Size = n
-	return nil
+	return off, nil
 }
 
 // Flush stores unsaved writes: close(2) returns when they are durable.

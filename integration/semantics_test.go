@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // asUser runs a shell command as uid/gid 1000 with no supplementary groups
@@ -265,6 +266,87 @@ func TestPOSIXSemantics(t *testing.T) {
 				t.Fatal(err)
 			}
 			os.Stat(p)
+		}
+	})
+	t.Run("write-only writes reach the cached pages of readers", func(t *testing.T) {
+		// A write-only open bypasses the kernel's page cache (fs,
+		// Handle.answer): pages another open of the same file read
+		// before must not hide what it writes, through read(2) or a
+		// shared mapping, and neither must its appends.
+		p := filepath.Join(A, "cached-then-written")
+		old := bytes.Repeat([]byte("o"), 1<<20)
+		if err := os.WriteFile(p, old, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The change notice of that write drops the file's pages a
+		// moment later: let it pass before caching them.
+		time.Sleep(300 * time.Millisecond)
+		r, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if got, err := r.ReadAt(make([]byte, len(old)), 0); err != nil || got != len(old) {
+			t.Fatalf("read %d bytes: %v", got, err)
+		}
+		m, err := syscall.Mmap(int(r.Fd()), 0, len(old), syscall.PROT_READ, syscall.MAP_SHARED)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Munmap(m)
+		_ = m[len(old)-1]                  // fault the mapping in
+		vec := make([]byte, len(old)/4096) // mincore(2): which pages are cached
+		syscall.Syscall(syscall.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0])))
+		res := 0
+		for _, v := range vec {
+			res += int(v & 1)
+		}
+		if res < len(vec)/2 {
+			t.Fatalf("%d of the file's %d pages in the page cache after reading it: nothing stale to show", res, len(vec))
+		}
+		w, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const at = 300_000
+		if _, err := w.WriteAt([]byte("NEW"), at); err != nil {
+			t.Fatal(err)
+		}
+		if string(m[at:at+3]) != "NEW" {
+			t.Errorf("the reader's mapping right after the write: %q, want NEW", m[at:at+3])
+		}
+		got := make([]byte, 3)
+		if _, err := r.ReadAt(got, at); err != nil || string(got) != "NEW" {
+			t.Errorf("read(2) through the reader's open right after the write: %q, %v; want NEW", got, err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		a, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Write([]byte("tail")); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want := append(append(append([]byte{}, old[:at]...), "NEW"...), old[at+3:]...)
+		want = append(want, "tail"...)
+		for _, m := range []string{A, B} {
+			q := filepath.Join(m, "cached-then-written")
+			waitFor(t, "the written file on "+m, 10*time.Second, func() (bool, string) {
+				b, err := os.ReadFile(q)
+				if err != nil {
+					return false, err.Error()
+				}
+				return bytes.Equal(b, want), fmt.Sprintf("%d bytes, want %d (equal: %v)", len(b), len(want), bytes.Equal(b, want))
+			})
+		}
+		tail := make([]byte, 4)
+		if _, err := r.ReadAt(tail, int64(len(old))); err != nil || string(tail) != "tail" {
+			t.Errorf("the reader's open after the append: %q, %v; want tail", tail, err)
 		}
 	})
 	t.Run("directory mtime on create, rename and unlink", func(t *testing.T) {

@@ -20,7 +20,8 @@
 # during the operation, then the machine's busy CPU seconds. With PROFILE_DIR
 # set, CPU profiles of PROFILE_PEERS (1 2) are taken for PROFILE_SECONDS (15)
 # from the start of the operation. With METRICS_DIR set, every peer's
-# /metrics is saved after the operation. MOUNT_ENV and PEER_ENV are
+# /metrics is saved after the operation. With PERF_FILE set, `perf record -a -g`
+# samples the whole machine into it for PROFILE_SECONDS from the start. MOUNT_ENV and PEER_ENV are
 # VAR=value words set for the mounting peer and the others. Meant for a
 # quiet machine: these VMs are noisy, compare runs of one invocation only.
 set -euo pipefail
@@ -95,6 +96,11 @@ run() {
 			curl -s -o "$PROFILE_DIR/$act-peer$i.pprof" "http://127.0.0.$i:$base/debug/pprof/profile?seconds=${PROFILE_SECONDS:-15}" &
 		done
 	fi
+	local perfpid=
+	if [ -n "${PERF_FILE:-}" ]; then
+		perf record -a -g -o "$PERF_FILE" -- sleep "${PROFILE_SECONDS:-15}" >/dev/null 2>&1 &
+		perfpid=$!
+	fi
 	case "$act" in
 	write) dd if="$work/src" of="$d/mnt/f" bs=1M conv=fsync status=none ;;
 	read) dd if="$d/mnt/f" of=/dev/null bs=1M status=none ;;
@@ -108,6 +114,7 @@ for i in range(n):
     os.close(fd)' "$d/mnt/small" "$n_small" "$file_kb" ;;
 	esac
 	t1=$(date +%s.%N) c1=($(cpu)) b1=$(busy)
+	[ -z "$perfpid" ] || wait "$perfpid" || true
 	if [ -n "${METRICS_DIR:-}" ]; then
 		mkdir -p "$METRICS_DIR"
 		for i in 1 2 3 4 5 6; do curl -s -o "$METRICS_DIR/$act-peer$i.txt" "http://127.0.0.$i:$base/metrics" || true; done
