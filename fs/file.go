@@ -260,7 +260,7 @@ func (f *File) killPriv(ctx context.Context, of *openFile, ch *namespace.AttrCha
 		return err
 	}
 	if _, ok := in.Xattrs[capabilityXattr]; ok {
-		if err := f.fs.cfg.Tree.RemoveXattr(ctx, f.ino, capabilityXattr); err != nil && !errors.Is(err, namespace.ErrNoXattr) {
+		if err := f.fs.removeXattr(ctx, f.ino, capabilityXattr); err != nil && !errors.Is(err, namespace.ErrNoXattr) {
 			return err
 		}
 	}

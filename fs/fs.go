@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"strconv"
 	"sync"
@@ -200,6 +201,34 @@ func (f *FS) inode(ino namespace.InodeID) (namespace.Inode, error) {
 	return in, err
 }
 
+// orphan applies change to the last state of ino, kept for the kernel
+// (see inode), when the namespace no longer has ino: the file was unlinked
+// while open. On a local file system fchmod, fchown, futimes, ftruncate and
+// the xattr calls of an unlinked open file succeed and show in its fstat
+// until the last close; here too, on this mount only (nobody else can name
+// the file). It reports false when err is not the namespace's ErrNotExist
+// or no state is kept; the caller then returns err. change may fail (a
+// removexattr of an attribute the file lacks).
+func (f *FS) orphan(ino namespace.InodeID, err error, change func(*namespace.Inode) error) (namespace.Inode, bool, error) {
+	if !errors.Is(err, namespace.ErrNotExist) {
+		return namespace.Inode{}, false, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	last, ok := f.last[ino]
+	if !ok {
+		return namespace.Inode{}, false, nil
+	}
+	last.Xattrs = maps.Clone(last.Xattrs) // shared with earlier copies
+	if cerr := change(&last); cerr != nil {
+		return namespace.Inode{}, true, cerr
+	}
+	last.Nlink = 0
+	last.Ctime = time.Now().UnixNano()
+	f.last[ino] = last
+	return last, true, nil
+}
+
 func (f *FS) cached(ino namespace.InodeID) fusefs.Node {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -356,7 +385,11 @@ func (f *FS) applyAttr(ctx context.Context, ino namespace.InodeID, ch namespace.
 	if ch.Mask == 0 {
 		return f.inode(ino)
 	}
-	return f.cfg.Tree.SetAttr(ctx, ino, ch)
+	in, err := f.cfg.Tree.SetAttr(ctx, ino, ch)
+	if oin, ok, oerr := f.orphan(ino, err, func(in *namespace.Inode) error { *in = ch.ApplyTo(*in); return nil }); ok {
+		return oin, oerr
+	}
+	return in, err
 }
 
 // stale drops the kernel's cached attributes of n after this mount stored

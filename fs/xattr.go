@@ -1,7 +1,9 @@
 package fs
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"syscall"
 
@@ -93,7 +95,20 @@ func (f *FS) setxattr(ctx context.Context, ino namespace.InodeID, req *fuse.Setx
 	if req.Flags&xattrReplace != 0 && !exists {
 		return fuse.ErrNoXattr
 	}
-	return errno(f.log, "setxattr", f.cfg.Tree.SetXattr(ctx, ino, req.Name, req.Xattr))
+	err = f.cfg.Tree.SetXattr(ctx, ino, req.Name, req.Xattr)
+	if _, ok, oerr := f.orphan(ino, err, func(in *namespace.Inode) error {
+		if _, has := in.Xattrs[req.Name]; !has && len(in.Xattrs) >= namespace.MaxXattrs {
+			return fmt.Errorf("xattr %q: too many attributes: %w", req.Name, namespace.ErrInvalid)
+		}
+		if in.Xattrs == nil {
+			in.Xattrs = map[string][]byte{}
+		}
+		in.Xattrs[req.Name] = bytes.Clone(req.Xattr)
+		return nil
+	}); ok {
+		err = oerr
+	}
+	return errno(f.log, "setxattr", err)
 }
 
 // Removexattr removes an extended attribute.
@@ -101,7 +116,23 @@ func (f *FS) removexattr(ctx context.Context, ino namespace.InodeID, req *fuse.R
 	if unsupportedXattr(req.Name) {
 		return errXattrUnsupported
 	}
-	return errno(f.log, "removexattr", f.cfg.Tree.RemoveXattr(ctx, ino, req.Name))
+	return errno(f.log, "removexattr", f.removeXattr(ctx, ino, req.Name))
+}
+
+// removeXattr removes an extended attribute, from the state kept of an
+// unlinked open file too (see orphan).
+func (f *FS) removeXattr(ctx context.Context, ino namespace.InodeID, name string) error {
+	err := f.cfg.Tree.RemoveXattr(ctx, ino, name)
+	if _, ok, oerr := f.orphan(ino, err, func(in *namespace.Inode) error {
+		if _, has := in.Xattrs[name]; !has {
+			return namespace.ErrNoXattr
+		}
+		delete(in.Xattrs, name)
+		return nil
+	}); ok {
+		return oerr
+	}
+	return err
 }
 
 // HealthXattr is the extended attribute that reports a file's or a

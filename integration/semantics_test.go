@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // asUser runs a shell command as uid/gid 1000 with no supplementary groups
@@ -128,6 +130,97 @@ func TestPOSIXSemantics(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(B, filepath.Base(p))); !os.IsNotExist(err) {
 				t.Errorf("size %d: the unlinked file came back on B: %v", size, err)
 			}
+		}
+	})
+	t.Run("attributes of an unlinked open file", func(t *testing.T) {
+		// open, unlink, then fchmod, fchown, futimes, ftruncate or an
+		// xattr call on the descriptor: each succeeds and shows in fstat
+		// until close, as on a local filesystem (stress-ng's fsize
+		// stressor: create, unlink, ftruncate to 0 of the empty file).
+		for _, c := range []struct {
+			name  string
+			write bool // the file has content before the unlink
+			op    func(fd int) error
+			check func(st *syscall.Stat_t, fd int) error
+		}{
+			{"ftruncate 0 of a new empty file", false, func(fd int) error { return syscall.Ftruncate(fd, 0) }, nil},
+			{"ftruncate to its own size", true, func(fd int) error { return syscall.Ftruncate(fd, 4) }, func(st *syscall.Stat_t, _ int) error {
+				if st.Size != 4 {
+					return fmt.Errorf("size %d, want 4", st.Size)
+				}
+				return nil
+			}},
+			{"fchmod", true, func(fd int) error { return syscall.Fchmod(fd, 0o600) }, func(st *syscall.Stat_t, _ int) error {
+				if st.Mode&0o7777 != 0o600 {
+					return fmt.Errorf("mode %o, want 600", st.Mode&0o7777)
+				}
+				return nil
+			}},
+			{"fchown", true, func(fd int) error { return syscall.Fchown(fd, 1, 2) }, func(st *syscall.Stat_t, _ int) error {
+				if st.Uid != 1 || st.Gid != 2 {
+					return fmt.Errorf("owner %d:%d, want 1:2", st.Uid, st.Gid)
+				}
+				return nil
+			}},
+			{"futimes", true, func(fd int) error {
+				return syscall.Futimes(fd, []syscall.Timeval{{Sec: 5}, {Sec: 6}})
+			}, func(st *syscall.Stat_t, _ int) error {
+				if st.Mtim.Sec != 6 {
+					return fmt.Errorf("mtime %d, want 6", st.Mtim.Sec)
+				}
+				return nil
+			}},
+			{"fsetxattr", true, func(fd int) error { return unix.Fsetxattr(fd, "user.k", []byte("v"), 0) }, func(_ *syscall.Stat_t, fd int) error {
+				b := make([]byte, 16)
+				n, err := unix.Fgetxattr(fd, "user.k", b)
+				if err != nil || string(b[:n]) != "v" {
+					return fmt.Errorf("fgetxattr after fsetxattr: %q, %v", b[:n], err)
+				}
+				return nil
+			}},
+			{"fremovexattr", true, func(fd int) error { return unix.Fremovexattr(fd, "user.old") }, func(_ *syscall.Stat_t, fd int) error {
+				if _, err := unix.Fgetxattr(fd, "user.old", make([]byte, 16)); err != unix.ENODATA {
+					return fmt.Errorf("fgetxattr after fremovexattr: %v, want ENODATA", err)
+				}
+				return nil
+			}},
+		} {
+			p := filepath.Join(A, "unlinked-"+strings.ReplaceAll(c.name, " ", "-"))
+			if c.write {
+				if err := os.WriteFile(p, []byte("data"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := unix.Setxattr(p, "user.old", []byte("1"), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fd, err := syscall.Open(p, syscall.O_RDWR|syscall.O_CREAT, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.op(fd); err != nil {
+				t.Errorf("%s after unlink: %v", c.name, err)
+			}
+			var st syscall.Stat_t
+			if err := syscall.Fstat(fd, &st); err != nil {
+				t.Errorf("%s: fstat: %v", c.name, err)
+			} else if st.Nlink != 0 {
+				t.Errorf("%s: nlink %d, want 0", c.name, st.Nlink)
+			} else if c.check != nil {
+				if err := c.check(&st, fd); err != nil {
+					t.Errorf("%s: %v", c.name, err)
+				}
+			}
+			if err := syscall.Close(fd); err != nil {
+				t.Errorf("%s: close: %v", c.name, err)
+			}
+			waitFor(t, c.name+": the unlinked file gone on B", 5*time.Second, func() (bool, string) {
+				_, err := os.Lstat(filepath.Join(B, filepath.Base(p)))
+				return os.IsNotExist(err), fmt.Sprint(err)
+			})
 		}
 	})
 	t.Run("fifos sockets and devices", func(t *testing.T) {

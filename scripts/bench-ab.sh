@@ -12,6 +12,7 @@
 #   small   create+write+close of N_SMALL (10000) files of 4 KiB (python3)
 #   medium  the same for N_MEDIUM (1000) files of MEDIUM_KB (200) KiB: past
 #           the namespace's inline limit, each file is stored as chunks
+#   idle    nothing for IDLE_SECONDS (20): what the cluster costs at rest
 # Every run starts a fresh 6-peer cluster (k=4, m=2) on 127.0.0.1..6 with a
 # mount on peer 1, so no run profits from the data or caches of another
 # (convergent encryption would dedup a second write of the same bytes). For
@@ -20,15 +21,17 @@
 # during the operation, then the machine's busy CPU seconds. With PROFILE_DIR
 # set, CPU profiles of PROFILE_PEERS (1 2) are taken for PROFILE_SECONDS (15)
 # from the start of the operation. With METRICS_DIR set, every peer's
-# /metrics is saved after the operation. With PERF_FILE set, `perf record -a -g`
-# samples the whole machine into it for PROFILE_SECONDS from the start. MOUNT_ENV and PEER_ENV are
+# /metrics is saved after the operation. With FAULTS set, each peer's minor
+# page faults and context switches (all threads) during it are printed too. With PERF_FILE set, `perf record -a -g`
+# samples the whole machine into it for PROFILE_SECONDS from the start
+# (PERF_ARGS replaces "-a -g": "-a -g -e page-faults" counts faults instead). MOUNT_ENV and PEER_ENV are
 # VAR=value words set for the mounting peer and the others. Meant for a
 # quiet machine: these VMs are noisy, compare runs of one invocation only.
 set -euo pipefail
-[ $# -ge 3 ] || { echo "usage: $0 write|read|untar|small|medium ROUNDS BIN..." >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: $0 write|read|untar|small|medium|idle ROUNDS BIN..." >&2; exit 2; }
 act=$1 rounds=$2
 shift 2
-case "$act" in write | read | untar | small | medium) ;; *) echo "bench-ab: unknown action $act" >&2; exit 2 ;; esac
+case "$act" in write | read | untar | small | medium | idle) ;; *) echo "bench-ab: unknown action $act" >&2; exit 2 ;; esac
 size_mb=${SIZE_MB:-1024}
 n_untar=${N_UNTAR:-10000}
 n_small=${N_SMALL:-10000}
@@ -60,6 +63,8 @@ if [ "$act" = untar ]; then
 fi
 
 cpu() { local p; for p in "${pids[@]}"; do awk '{printf "%d %d ", $14, $15}' "/proc/$p/stat"; done; }
+faults() { local p; for p in "${pids[@]}"; do awk '{printf "%d ", $10}' "/proc/$p/stat"; done; }
+switches() { local p; for p in "${pids[@]}"; do cat /proc/$p/task/*/status | awk '/^(nonv|v)oluntary_ctxt_switches/ { n += $2 } END { printf "%d ", n }'; done; }
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $6 + $7 + $8 }' /proc/stat; }
 
 run() {
@@ -89,6 +94,8 @@ run() {
 	sync
 	if [ "$act" = read ]; then echo 3 >/proc/sys/vm/drop_caches; sleep 1; fi
 	local c0 c1 b0 b1
+	local f0 f1 s0 s1
+	f0=($(faults)) s0=($(switches))
 	c0=($(cpu)) b0=$(busy) t0=$(date +%s.%N)
 	if [ -n "${PROFILE_DIR:-}" ]; then
 		mkdir -p "$PROFILE_DIR"
@@ -98,12 +105,13 @@ run() {
 	fi
 	local perfpid=
 	if [ -n "${PERF_FILE:-}" ]; then
-		perf record -a -g -o "$PERF_FILE" -- sleep "${PROFILE_SECONDS:-15}" >/dev/null 2>&1 &
+		perf record ${PERF_ARGS:--a -g} -o "$PERF_FILE" -- sleep "${PROFILE_SECONDS:-15}" >/dev/null 2>&1 &
 		perfpid=$!
 	fi
 	case "$act" in
 	write) dd if="$work/src" of="$d/mnt/f" bs=1M conv=fsync status=none ;;
 	read) dd if="$d/mnt/f" of=/dev/null bs=1M status=none ;;
+	idle) sleep "${IDLE_SECONDS:-20}" ;;
 	untar) ${WRAP:-} tar xf "$work/src.tar" -C "$d/mnt" ;;
 	small | medium) python3 -c 'import os, sys
 d, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) * 1024
@@ -114,6 +122,7 @@ for i in range(n):
     os.close(fd)' "$d/mnt/small" "$n_small" "$file_kb" ;;
 	esac
 	t1=$(date +%s.%N) c1=($(cpu)) b1=$(busy)
+	f1=($(faults)) s1=($(switches))
 	[ -z "$perfpid" ] || wait "$perfpid" || true
 	if [ -n "${METRICS_DIR:-}" ]; then
 		mkdir -p "$METRICS_DIR"
@@ -131,6 +140,13 @@ for i in range(n):
 			'BEGIN { printf " %.1f+%.1f", (b - a) / 100, (d - c) / 100 }'
 	done
 	awk -v a="$b0" -v b="$b1" 'BEGIN { printf "  machine busy %.1f\n", (b - a) / 100 }'
+	if [ -n "${FAULTS:-}" ]; then
+		printf '%-28s minor faults' ''
+		for i in 0 1 2 3 4 5; do printf ' %dk' $(((f1[i] - f0[i]) / 1000)); done
+		printf '; context switches'
+		for i in 0 1 2 3 4 5; do printf ' %dk' $(((s1[i] - s0[i]) / 1000)); done
+		echo
+	fi
 	stop_cluster
 }
 
