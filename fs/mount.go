@@ -59,7 +59,7 @@ func (f *FS) Mount(dir string) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount %s: %w", dir, err)
 	}
-	scfg := &fusefs.Config{Inline: f.inline}
+	scfg := &fusefs.Config{Inline: f.inline, Interruptible: interruptible, InterruptAfter: interruptAfter}
 	if f.cfg.ObserveOp != nil {
 		scfg.Observe = observer(f.cfg.ObserveOp)
 	}
@@ -167,6 +167,29 @@ func (m *Mount) Close() error {
 	}
 	return nil
 }
+
+// interruptible picks the requests a signal to their caller may cancel
+// (see Config.Interruptible in third_party/bazil.org/fuse): those that
+// change nothing and may wait on the network, once they have run for
+// interruptAfter. A read of a file whose chunks cannot be fetched gives way
+// to Ctrl-C; a write, truncation, rename or close is never failed with
+// EINTR by a signal (a local filesystem never does that), and each has a
+// deadline of its own.
+func interruptible(req fuse.Request) bool {
+	switch r := req.(type) {
+	case *fuse.ReadRequest:
+		return !r.Dir
+	case *fuse.GetxattrRequest:
+		return r.Name == HealthXattr
+	case *fuse.StatfsRequest:
+		return true
+	}
+	return false
+}
+
+// interruptAfter is how long an interruptible request runs before a
+// signal cancels it.
+const interruptAfter = time.Second
 
 // inline picks the requests the server answers on the goroutine that
 // reads them (see Config.Inline in third_party/bazil.org/fuse): those

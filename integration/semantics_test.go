@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -221,6 +222,93 @@ func TestPOSIXSemantics(t *testing.T) {
 				_, err := os.Lstat(filepath.Join(B, filepath.Base(p)))
 				return os.IsNotExist(err), fmt.Sprint(err)
 			})
+		}
+	})
+	t.Run("signals do not fail writes and truncations with EINTR", func(t *testing.T) {
+		// The kernel interrupts a FUSE request whenever its caller gets a
+		// signal; a SIGCHLD or SIGALRM with a handler made ftruncate(2)
+		// fail with EINTR (stress-ng's fcntl stressor), which no local
+		// filesystem does. Reads give way only once they have run for a
+		// second (a stuck one to Ctrl-C), so these quick ones never. SIGURG (Go's preemption signal, handled and
+		// harmless) is sent to the thread making the calls, which are
+		// raw system calls: no retry hides an EINTR.
+		p := filepath.Join(A, "signalled")
+		data := make([]byte, 3<<20)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 1)
+		tids := make(chan int, 1)
+		stop := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			tids <- syscall.Gettid()
+			fd, err := syscall.Open(p, syscall.O_RDWR, 0)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer syscall.Close(fd)
+			var first error
+			eintr := 0
+			for i := range 60 {
+				size := int64(1<<20 + i*4096)
+				if i%2 == 1 {
+					size = 3<<20 - int64(i)
+				}
+				if err := syscall.Ftruncate(fd, size); err != nil {
+					if err == syscall.EINTR {
+						eintr++
+					} else if first == nil {
+						first = fmt.Errorf("ftruncate %d: %w", size, err)
+					}
+				}
+				if _, err := syscall.Pwrite(fd, data[:64<<10], int64(i)*8192); err != nil {
+					if err == syscall.EINTR {
+						eintr++
+					} else if first == nil {
+						first = fmt.Errorf("pwrite: %w", err)
+					}
+				}
+				if _, err := syscall.Pread(fd, make([]byte, 128<<10), int64(i)*16384); err != nil {
+					if err == syscall.EINTR {
+						eintr++
+					} else if first == nil {
+						first = fmt.Errorf("pread: %w", err)
+					}
+				}
+				if i%10 == 9 {
+					if err := syscall.Fsync(fd); err == syscall.EINTR {
+						eintr++
+					} else if err != nil && first == nil {
+						first = fmt.Errorf("fsync: %w", err)
+					}
+				}
+			}
+			if eintr > 0 && first == nil {
+				first = fmt.Errorf("%d of 186 calls failed with EINTR", eintr)
+			}
+			errs <- first
+		}()
+		tid := <-tids
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Microsecond):
+					syscall.Tgkill(os.Getpid(), tid, syscall.SIGURG)
+				}
+			}
+		}()
+		err := <-errs
+		close(stop)
+		if err != nil {
+			t.Error(err)
 		}
 	})
 	t.Run("fifos sockets and devices", func(t *testing.T) {

@@ -463,6 +463,23 @@ type Config struct {
 	// operation's name ("Lookup", ...), the errno (0 on success) and the
 	// time from the start of serving to the answer. (reef patch)
 	Observe func(op string, errno fuse.Errno, d time.Duration)
+
+	// Interruptible, if set, picks the requests served on a goroutine of
+	// their own that the kernel's INTERRUPT may cancel; the others finish
+	// or fail on their own deadlines. The kernel interrupts a request
+	// whenever its caller gets a signal, a SIGCHLD or SIGALRM with a
+	// handler as much as a SIGINT, and the EINTR a cancelled request
+	// answers reaches the caller even with SA_RESTART: ftruncate(2),
+	// write(2) and mkdir(2), which never fail so on a local filesystem,
+	// did here. (reef patch)
+	Interruptible func(req fuse.Request) bool
+
+	// InterruptAfter delays an interrupt until its request has run this
+	// long (a request answered meanwhile never sees it): a quick request
+	// is not failed by a signal that happens to arrive while it runs,
+	// and one stuck on the network still gives way to Ctrl-C. (reef
+	// patch)
+	InterruptAfter time.Duration
 }
 
 // New returns a new FUSE server ready to serve this kernel FUSE
@@ -482,6 +499,8 @@ func New(conn *fuse.Conn, config *Config) *Server {
 		s.context = config.WithContext
 		s.inline = config.Inline
 		s.observe = config.Observe
+		s.interruptible = config.Interruptible
+		s.interruptAfter = config.InterruptAfter
 	}
 	if s.debug == nil {
 		s.debug = fuse.Debug
@@ -498,6 +517,9 @@ type Server struct {
 	// idleReaders counts the goroutines waiting for a request (reef patch).
 	idleReaders atomic.Int32
 	observe     func(op string, errno fuse.Errno, d time.Duration)
+	// interruptible and interruptAfter: Config's (reef patch).
+	interruptible  func(req fuse.Request) bool
+	interruptAfter time.Duration
 
 	// set once at Serve time
 	fs           FS
@@ -1038,8 +1060,18 @@ func (c *Server) serveOpt(r fuse.Request, interruptible bool) {
 	}
 
 	req := &serveRequest{Request: r, cancel: cancel}
-	if !interruptible {
+	if !interruptible || (c.interruptible != nil && !c.interruptible(r)) {
 		req.cancel = nil // (reef patch)
+	} else if after := c.interruptAfter; after > 0 {
+		// (reef patch) The interrupt cancels once the request has
+		// run for after; cancelling a finished request is harmless.
+		req.cancel = func() {
+			if wait := after - time.Since(start); wait > 0 {
+				time.AfterFunc(wait, cancel)
+				return
+			}
+			cancel()
+		}
 	}
 
 	switch r.(type) {
