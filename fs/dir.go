@@ -199,6 +199,7 @@ func (d *Dir) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) 
 
 // Remove unlinks a file or removes an empty directory.
 func (d *Dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
+	d.fs.keepLast(d.id(), req.Name)
 	return errno(d.fs.log, "remove", d.fs.cfg.Tree.Remove(ctx, d.id(), req.Name, req.Dir))
 }
 
@@ -211,6 +212,9 @@ func (d *Dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs
 	switch req.Flags {
 	case 0, fuse.RenameNoReplace:
 		noReplace := req.Flags == fuse.RenameNoReplace
+		if !noReplace {
+			d.fs.keepLast(nd.id(), req.NewName)
+		}
 		return errno(d.fs.log, "rename", d.fs.cfg.Tree.Rename(ctx, d.id(), req.OldName, nd.id(), req.NewName, noReplace))
 	case fuse.RenameExchange:
 		return errno(d.fs.log, "rename", d.fs.cfg.Tree.Exchange(ctx, d.id(), req.OldName, nd.id(), req.NewName))

@@ -40,7 +40,7 @@ func errno(log *slog.Logger, op string, err error) error {
 		e = syscall.ENAMETOOLONG
 	case errors.Is(err, namespace.ErrNoXattr):
 		return fuse.ErrNoXattr
-	case errors.Is(err, syscall.ENOSPC):
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, namespace.ErrNoXattrRoom):
 		e = syscall.ENOSPC
 	default:
 		log.Error("fuse operation failed", "op", op, "err", err)

@@ -201,6 +201,16 @@ func (f *FS) inode(ino namespace.InodeID) (namespace.Inode, error) {
 	return in, err
 }
 
+// keepLast refreshes the kept state (see inode) of the inode that name in
+// parent names, before an unlink or a rename over it may take its last
+// name: the kernel may hold it open, and what fstat and fgetxattr show of
+// it then must be its latest state, not the one of the last getattr.
+func (f *FS) keepLast(parent namespace.NodeID, name string) {
+	if e, err := f.cfg.Tree.Lookup(parent, name); err == nil {
+		f.inode(e.Inode.ID)
+	}
+}
+
 // orphan applies change to the last state of ino, kept for the kernel
 // (see inode), when the namespace no longer has ino: the file was unlinked
 // while open. On a local file system fchmod, fchown, futimes, ftruncate and

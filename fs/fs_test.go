@@ -210,9 +210,17 @@ func TestUnlinkedOpenFile(t *testing.T) {
 	file, h := create(t, f, "gone")
 	write(t, h, 0, []byte("still here"))
 	h.Flush(context.Background(), &fuse.FlushRequest{})
+	// Set after the last getattr: the state kept at unlink has it.
+	if err := file.Setxattr(context.Background(), &fuse.SetxattrRequest{Name: "user.late", Xattr: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
 	root, _ := f.Root()
 	if err := root.(*Dir).Remove(context.Background(), &fuse.RemoveRequest{Name: "gone"}); err != nil {
 		t.Fatal(err)
+	}
+	var xr fuse.GetxattrResponse
+	if err := file.Getxattr(context.Background(), &fuse.GetxattrRequest{Name: "user.late"}, &xr); err != nil || string(xr.Xattr) != "v" {
+		t.Errorf("getxattr after unlink of an attribute set before: %q, %v", xr.Xattr, err)
 	}
 	var a fuse.Attr
 	if err := file.Attr(context.Background(), &a); err != nil {
@@ -489,6 +497,37 @@ func TestXattrNamespaces(t *testing.T) {
 		if !errors.Is(err, tc.want) && err != tc.want {
 			t.Errorf("setxattr %q: %v, want %v", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestXattrRoom: a file takes namespace.MaxXattrs extended attributes; one
+// more is ENOSPC, as when a local filesystem's attribute space is full
+// (stress-ng's xattr stressor stops there and failed on EINVAL), whether the
+// file has a name or was unlinked while open. Replacing one still works.
+func TestXattrRoom(t *testing.T) {
+	ctx := context.Background()
+	for _, unlink := range []bool{false, true} {
+		f, _, _ := newTestFS(t)
+		file, h := create(t, f, "f")
+		for i := range namespace.MaxXattrs {
+			if i == namespace.MaxXattrs/2 && unlink {
+				root, _ := f.Root()
+				if err := root.(*Dir).Remove(ctx, &fuse.RemoveRequest{Name: "f"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := file.Setxattr(ctx, &fuse.SetxattrRequest{Name: fmt.Sprint("user.", i), Xattr: []byte("v")}); err != nil {
+				t.Fatalf("unlinked %v: setxattr %d: %v", unlink, i, err)
+			}
+		}
+		err := file.Setxattr(ctx, &fuse.SetxattrRequest{Name: "user.one-more", Xattr: []byte("v")})
+		if !errors.Is(err, fuse.Errno(syscall.ENOSPC)) {
+			t.Errorf("unlinked %v: setxattr past the limit: %v, want ENOSPC", unlink, err)
+		}
+		if err := file.Setxattr(ctx, &fuse.SetxattrRequest{Name: "user.0", Xattr: []byte("w")}); err != nil {
+			t.Errorf("unlinked %v: replacing an attribute at the limit: %v", unlink, err)
+		}
+		h.Release(ctx, &fuse.ReleaseRequest{})
 	}
 }
 

@@ -98,7 +98,7 @@ func (f *FS) setxattr(ctx context.Context, ino namespace.InodeID, req *fuse.Setx
 	err = f.cfg.Tree.SetXattr(ctx, ino, req.Name, req.Xattr)
 	if _, ok, oerr := f.orphan(ino, err, func(in *namespace.Inode) error {
 		if _, has := in.Xattrs[req.Name]; !has && len(in.Xattrs) >= namespace.MaxXattrs {
-			return fmt.Errorf("xattr %q: too many attributes: %w", req.Name, namespace.ErrInvalid)
+			return fmt.Errorf("xattr %q: %d attributes: %w", req.Name, len(in.Xattrs), namespace.ErrNoXattrRoom)
 		}
 		if in.Xattrs == nil {
 			in.Xattrs = map[string][]byte{}

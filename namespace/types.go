@@ -31,6 +31,9 @@ var (
 	ErrClockAhead = errors.New("namespace: peer's clock is ahead of ours")
 	// ErrNoXattr: the extended attribute is not set.
 	ErrNoXattr = errors.New("namespace: no such extended attribute")
+	// ErrNoXattrRoom: the inode has MaxXattrs extended attributes already
+	// (a local filesystem answers ENOSPC when its attribute space is full).
+	ErrNoXattrRoom = errors.New("namespace: no room for another extended attribute")
 	// ErrNameTooLong: a name is longer than MaxNameLen bytes.
 	ErrNameTooLong = errors.New("namespace: name too long")
 	// ErrCompacted: OpsSince cannot serve the request because some needed

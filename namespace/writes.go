@@ -374,7 +374,7 @@ func (ns *Namespace) SetXattr(ctx context.Context, ino InodeID, name string, val
 			return nil, err
 		}
 		if _, ok := in.Xattrs[name]; !ok && len(in.Xattrs) >= MaxXattrs {
-			return nil, fmt.Errorf("namespace: xattr %q: too many attributes: %w", name, ErrInvalid)
+			return nil, fmt.Errorf("namespace: xattr %q: %d attributes: %w", name, len(in.Xattrs), ErrNoXattrRoom)
 		}
 		return []Op{{Kind: OpSetXattr, Inode: ino, Name: name, Value: value}}, nil
 	})
