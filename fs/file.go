@@ -12,6 +12,7 @@ import (
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
+	"golang.org/x/sys/unix"
 
 	"github.com/reefproject/reef/namespace"
 )
@@ -850,36 +851,24 @@ func (h *Handle) LSeek(ctx context.Context, req *fuse.LSeekRequest) (int64, erro
 }
 
 // FAllocate reserves space (mode 0 extends the file), keeps the size
-// (KEEP_SIZE: nothing to reserve in a replicated store) or punches a hole.
-// Other modes are not supported; never ENOSYS, which would turn fallocate
-// off for the whole mount.
+// (KEEP_SIZE: nothing to reserve in a replicated store), punches a hole
+// or zeroes a range (ZERO_RANGE, extending the file unless KEEP_SIZE: a
+// hole too, the store keeps runs of zeros once for the whole volume).
+// COLLAPSE_RANGE and INSERT_RANGE are not supported (EOPNOTSUPP; never
+// ENOSYS, which would turn fallocate off for the whole mount).
 func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) error {
 	h.of.mu.Lock()
 	defer h.of.mu.Unlock()
+	if req.Offset > 1<<62 || req.Length > 1<<62 {
+		return fuse.Errno(syscall.EFBIG)
+	}
 	end := int64(req.Offset + req.Length)
 	switch req.Mode {
 	case 0:
-		if err := h.of.stage(ctx, 1<<62); err != nil {
-			return errno(h.file.fs.log, "fallocate", err)
-		}
-		if end > h.of.size {
-			if err := h.of.breakSeq(ctx); err != nil {
-				return errno(h.file.fs.log, "fallocate", err)
-			}
-			if err := h.of.grow(end); err != nil {
-				return errno(h.file.fs.log, "fallocate", err)
-			}
-			if err := h.of.staging.Truncate(end); err != nil {
-				return errno(h.file.fs.log, "fallocate", err)
-			}
-			h.of.size = end
-			h.of.setDirty()
-			h.of.publish()
-		}
-		return nil
+		return errno(h.file.fs.log, "fallocate", h.extend(ctx, end))
 	case fuse.FAllocateKeepSize:
 		return nil
-	case fuse.FAllocatePunchHole | fuse.FAllocateKeepSize:
+	case fuse.FAllocatePunchHole | fuse.FAllocateKeepSize, zeroRange, zeroRange | fuse.FAllocateKeepSize:
 		if err := h.of.stage(ctx, 1<<62); err != nil {
 			return errno(h.file.fs.log, "fallocate", err)
 		}
@@ -887,20 +876,72 @@ func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) erro
 			if err := h.of.breakSeq(ctx); err != nil {
 				return errno(h.file.fs.log, "fallocate", err)
 			}
-			if err := h.of.prepareWrite(ctx, start, min(end, h.of.size)); err != nil {
+			stop := min(end, h.of.size)
+			if err := h.of.prepareWrite(ctx, start, stop); err != nil {
 				return errno(h.file.fs.log, "fallocate", err)
 			}
-			stop := min(end, h.of.size)
-			zero := make([]byte, stop-start)
-			if _, err := h.of.staging.WriteAt(zero, start); err != nil {
+			if err := zeroStaged(h.of.staging, start, stop); err != nil {
 				return errno(h.file.fs.log, "fallocate", err)
 			}
 			h.of.markDirty(start, stop)
+		}
+		if req.Mode == zeroRange {
+			return errno(h.file.fs.log, "fallocate", h.extend(ctx, end))
 		}
 		return nil
 	default:
 		return fuse.Errno(syscall.EOPNOTSUPP)
 	}
+}
+
+// zeroRange is FALLOC_FL_ZERO_RANGE (bazil.org/fuse leaves it out).
+const zeroRange = fuse.FAllocateFlags(unix.FALLOC_FL_ZERO_RANGE)
+
+// extend makes the file at least end bytes long, the new bytes zeros (a
+// hole). Holds of.mu.
+func (h *Handle) extend(ctx context.Context, end int64) error {
+	if err := h.of.stage(ctx, 1<<62); err != nil {
+		return err
+	}
+	if end <= h.of.size {
+		return nil
+	}
+	if err := h.of.breakSeq(ctx); err != nil {
+		return err
+	}
+	if err := h.of.grow(end); err != nil {
+		return err
+	}
+	if err := h.of.staging.Truncate(end); err != nil {
+		return err
+	}
+	h.of.size = end
+	h.of.setDirty()
+	h.of.publish()
+	return nil
+}
+
+// zeroStaged zeroes [start, stop) of a staging copy: a hole punched in
+// the local file, or zeros written a piece at a time (a punch over a
+// terabyte once allocated a buffer of its whole length).
+func zeroStaged(st stage, start, stop int64) error {
+	if fs, ok := st.(*fileStage); ok {
+		err := unix.Fallocate(int(fs.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, start, stop-start)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("punching a hole in the staging copy: %w", err)
+		}
+	}
+	zero := make([]byte, min(stop-start, 1<<20))
+	for off := start; off < stop; off += int64(len(zero)) {
+		n := min(int64(len(zero)), stop-off)
+		if _, err := st.WriteAt(zero[:n], off); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Read reads from this mount's unsaved copy if there is one, else from the

@@ -937,3 +937,43 @@ func TestTruncateOneOp(t *testing.T) {
 		t.Errorf("size %d, want 3", in.Size)
 	}
 }
+
+// TestFAllocateZeroRange: FALLOC_FL_ZERO_RANGE zeroes the range and extends
+// the file unless KEEP_SIZE; a punched hole keeps the size; both work on a
+// file staged in memory and on one staged in a local file.
+func TestFAllocateZeroRange(t *testing.T) {
+	ctx := context.Background()
+	for _, size := range []int{4096, 3 << 20} {
+		for _, tc := range []struct {
+			name     string
+			mode     fuse.FAllocateFlags
+			off, len int64
+			wantSize int64
+		}{
+			{"zero range inside", zeroRange, 100, 200, int64(size)},
+			{"zero range past the end", zeroRange, int64(size) - 10, 100, int64(size) + 90},
+			{"zero range past the end, keep size", zeroRange | fuse.FAllocateKeepSize, int64(size) - 10, 100, int64(size)},
+			{"punch hole past the end", fuse.FAllocatePunchHole | fuse.FAllocateKeepSize, int64(size) - 10, 1 << 40, int64(size)},
+		} {
+			f, _, _ := newTestFS(t)
+			_, h := create(t, f, "f")
+			data := bytes.Repeat([]byte("abcdefgh"), size/8)
+			write(t, h, 0, data)
+			if err := h.FAllocate(ctx, &fuse.FAllocateRequest{Mode: tc.mode, Offset: uint64(tc.off), Length: uint64(tc.len)}); err != nil {
+				t.Fatalf("size %d, %s: %v", size, tc.name, err)
+			}
+			want := append([]byte(nil), data...)
+			if tc.wantSize > int64(len(want)) {
+				want = append(want, make([]byte, tc.wantSize-int64(len(want)))...)
+			}
+			clear(want[tc.off:min(tc.off+tc.len, int64(len(want)))])
+			if got := readAll(t, h, int(tc.wantSize)+10); !bytes.Equal(got, want) {
+				t.Errorf("size %d, %s: read back %d bytes, want %d (equal length: %v)", size, tc.name, len(got), len(want), len(got) == len(want))
+			}
+			if err := h.Flush(ctx, &fuse.FlushRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			h.Release(ctx, &fuse.ReleaseRequest{})
+		}
+	}
+}
