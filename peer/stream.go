@@ -415,8 +415,16 @@ func (s *streamSet) closeAll() {
 // streamConn is a client connection in a stream pool.
 type streamConn struct {
 	net.Conn
-	br *bufio.Reader
+	br   *bufio.Reader
+	idle time.Time // when it went back to the pool
 }
+
+// streamClientIdle is how long a client keeps an idle connection: well
+// under streamIdle, after which the server closes it. A connection kept
+// longer was dead when next used, and so were all the others of the pool:
+// after two quiet minutes every write of a mount failed with EIO (bonnie++
+// between its phases, fio after a pause), the retry taking another dead one.
+const streamClientIdle = streamIdle / 2
 
 // streamPool keeps idle client connections per data address.
 type streamPool struct {
@@ -424,11 +432,21 @@ type streamPool struct {
 	idle map[string][]*streamConn
 }
 
+// get returns the most recently used idle connection to addr, nil if none;
+// those idle past streamClientIdle are closed.
 func (sp *streamPool) get(addr string) *streamConn {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	l := sp.idle[addr]
+	// The oldest come first: drop the expired ones from the front.
+	expired := 0
+	for expired < len(l) && time.Since(l[expired].idle) > streamClientIdle {
+		l[expired].Close()
+		expired++
+	}
+	l = l[expired:]
 	if len(l) == 0 {
+		delete(sp.idle, addr)
 		return nil
 	}
 	c := l[len(l)-1]
@@ -446,7 +464,20 @@ func (sp *streamPool) put(addr string, c *streamConn) {
 		c.Close()
 		return
 	}
+	c.idle = time.Now()
 	sp.idle[addr] = append(sp.idle[addr], c)
+}
+
+// drop closes every idle connection to addr: one was found dead (the peer
+// restarted, or the network dropped them), so the others likely are too.
+func (sp *streamPool) drop(addr string) {
+	sp.mu.Lock()
+	l := sp.idle[addr]
+	delete(sp.idle, addr)
+	sp.mu.Unlock()
+	for _, c := range l {
+		c.Close()
+	}
 }
 
 // dialStream opens a stream to addr: a TCP connection upgraded by an HTTP
@@ -488,7 +519,8 @@ func (n *shardNet) dialStream(ctx context.Context, addr string) (*streamConn, er
 
 // streamCall sends one frame, its payload the concatenation of parts, to
 // peer and returns the answer's payload. A pooled connection that turns out
-// dead before any answer arrived is replaced once (the requests are
+// dead before any answer arrived is replaced once by a new one, and the
+// peer's other idle connections are closed (the requests are
 // idempotent: ops and shards already held are skipped). A peer that does
 // not know the frame kind gives errNoStream.
 func (n *shardNet) streamCall(ctx context.Context, peer string, kind byte, parts ...[]byte) ([]byte, error) {
@@ -504,7 +536,10 @@ func (n *shardNet) streamCallTo(ctx context.Context, peer string, kind byte, lim
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		c := n.streams.get(addr)
+		var c *streamConn
+		if attempt == 0 {
+			c = n.streams.get(addr) // a retry dials: the pool's others may be dead too
+		}
 		pooled := c != nil
 		if c == nil {
 			if c, err = n.dialStream(ctx, addr); err != nil {
@@ -523,6 +558,7 @@ func (n *shardNet) streamCallTo(ctx context.Context, peer string, kind byte, lim
 		if !pooled || attempt > 0 {
 			return nil, err
 		}
+		n.streams.drop(addr)
 	}
 }
 

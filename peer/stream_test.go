@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/reefproject/reef/addr"
 	"github.com/reefproject/reef/store"
@@ -369,3 +370,57 @@ func TestStreamGetShardBadAnswers(t *testing.T) {
 		})
 	}
 }
+
+// Every idle connection of the pool dead (the server closed them after
+// streamIdle, or restarted): the call still succeeds on a new connection,
+// and the other dead ones are dropped. The retry used to take the next
+// pooled connection, as dead, and every write of a mount that had been
+// quiet for two minutes failed.
+func TestStreamPoolAllDead(t *testing.T) {
+	ctx := context.Background()
+	sp := newShardPair(t)
+	a, shards := testShards(t, 64<<10)
+	k := store.ShardKey{Addr: a, Index: 2}
+	hp := mustLookup(t, sp.net, "server")
+	for range 5 {
+		c := framePair(t, func(byte, []byte) ([]byte, error) { return nil, nil })
+		sp.net.streams.put(hp, c)
+		c.Close() // as if the far end had gone away
+	}
+	if _, err := sp.net.putShardStream(ctx, "server", k, shards[2], false); err != nil {
+		t.Fatalf("shard put with only dead pooled connections: %v", err)
+	}
+	sp.net.streams.mu.Lock()
+	n := len(sp.net.streams.idle[hp])
+	sp.net.streams.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d idle connections after the call, want 1 (the new one)", n)
+	}
+}
+
+// An idle connection older than streamClientIdle is not handed out (the
+// server closes its end after streamIdle) but closed.
+func TestStreamPoolExpiry(t *testing.T) {
+	var sp streamPool
+	fresh := &streamConn{Conn: &countClose{}}
+	old := &streamConn{Conn: &countClose{}}
+	sp.put("a", old)
+	sp.put("a", fresh)
+	old.idle = time.Now().Add(-streamClientIdle - time.Second)
+	if got := sp.get("a"); got != fresh {
+		t.Fatalf("get = %v, want the fresh connection", got)
+	}
+	if got := sp.get("a"); got != nil {
+		t.Fatalf("get handed out an expired connection")
+	}
+	if old.Conn.(*countClose).n != 1 || fresh.Conn.(*countClose).n != 0 {
+		t.Errorf("closes: expired %d, fresh %d; want 1 and 0", old.Conn.(*countClose).n, fresh.Conn.(*countClose).n)
+	}
+}
+
+type countClose struct {
+	net.Conn
+	n int
+}
+
+func (c *countClose) Close() error { c.n++; return nil }
