@@ -925,8 +925,8 @@ func (h *Handle) extend(ctx context.Context, end int64) error {
 // the local file, or zeros written a piece at a time (a punch over a
 // terabyte once allocated a buffer of its whole length).
 func zeroStaged(st stage, start, stop int64) error {
-	if fs, ok := st.(*fileStage); ok {
-		err := unix.Fallocate(int(fs.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, start, stop-start)
+	if fst, ok := st.(*fileStage); ok {
+		err := unix.Fallocate(int(fst.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, start, stop-start)
 		if err == nil {
 			return nil
 		}

@@ -184,14 +184,12 @@ func (f *FS) forget(ino namespace.InodeID) {
 // fchmod of an unlinked open file work until the last close.
 func (f *FS) inode(ino namespace.InodeID) (namespace.Inode, error) {
 	in, err := f.cfg.Tree.GetInode(ino)
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if err == nil {
-		if _, known := f.nodes[ino]; known {
-			f.last[ino] = in
-		}
+		f.keep(in)
 		return in, nil
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if errors.Is(err, namespace.ErrNotExist) {
 		if last, ok := f.last[ino]; ok {
 			last.Nlink = 0
@@ -207,7 +205,17 @@ func (f *FS) inode(ino namespace.InodeID) (namespace.Inode, error) {
 // it then must be its latest state, not the one of the last getattr.
 func (f *FS) keepLast(parent namespace.NodeID, name string) {
 	if e, err := f.cfg.Tree.Lookup(parent, name); err == nil {
-		f.inode(e.Inode.ID)
+		f.keep(e.Inode)
+	}
+}
+
+// keep records in as the last state seen of its inode, if the kernel holds
+// a node for it.
+func (f *FS) keep(in namespace.Inode) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, known := f.nodes[in.ID]; known {
+		f.last[in.ID] = in
 	}
 }
 

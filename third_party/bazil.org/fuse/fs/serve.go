@@ -469,9 +469,9 @@ type Config struct {
 	// or fail on their own deadlines. The kernel interrupts a request
 	// whenever its caller gets a signal, a SIGCHLD or SIGALRM with a
 	// handler as much as a SIGINT, and the EINTR a cancelled request
-	// answers reaches the caller even with SA_RESTART: ftruncate(2),
-	// write(2) and mkdir(2), which never fail so on a local filesystem,
-	// did here. (reef patch)
+	// answers reaches the caller even with SA_RESTART: ftruncate(2) and
+	// write(2), which never fail so on a local filesystem, did here.
+	// (reef patch)
 	Interruptible func(req fuse.Request) bool
 
 	// InterruptAfter delays an interrupt until its request has run this
