@@ -205,8 +205,12 @@ func (r *replicator) SyncBarrier(ctx context.Context) error {
 	target := r.queued
 	r.mu.Unlock()
 	path := fmt.Sprintf("/v1/ns/fsync?origin=%s&seq=%d", url.QueryEscape(r.p.id), target)
-	ctx, cancel := context.WithTimeout(ctx, nsTimeout)
-	defer cancel()
+	// The requests past the first need finish in the background: cancelled
+	// at the return, as they were, a peer could drop its sync half way,
+	// and the "rest soon after" did not come (TestFsyncSyncsShards).
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), nsTimeout)
+	var wg sync.WaitGroup
+	defer func() { go func() { wg.Wait(); cancel() }() }()
 	var others []string
 	for _, m := range r.p.node.Live() {
 		if m.ID != r.p.id {
@@ -216,8 +220,10 @@ func (r *replicator) SyncBarrier(ctx context.Context) error {
 	need := min(max(r.p.cfg.M, len(others)-r.p.cfg.M), len(others))
 	acks := make(chan error, len(others))
 	for _, o := range others {
+		wg.Add(1)
 		go func() {
-			resp, err := r.p.net.request(ctx, http.MethodPost, o, path, nil)
+			defer wg.Done()
+			resp, err := r.p.net.request(bg, http.MethodPost, o, path, nil)
 			if err == nil {
 				if resp.StatusCode != http.StatusOK {
 					err = peerError(resp)
