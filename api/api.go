@@ -213,6 +213,43 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
+// Locks is every file lock of the volume, gathered from every live peer
+// (GET /v1/locks).
+type Locks struct {
+	Locks []FileLock `json:"locks"`
+	// Unreachable lists the live peers that did not answer: their locks
+	// are missing.
+	Unreachable []string `json:"unreachable,omitempty"`
+}
+
+// FileLock is one lock: the file, its holder and the peer keeping it.
+type FileLock struct {
+	Path    string `json:"path"`  // "" for a file with no name left (unlinked while open)
+	Inode   uint64 `json:"inode"` // the file's inode number
+	Keeper  string `json:"keeper"`
+	Holder  string `json:"holder"`  // the mount's peer
+	Session uint64 `json:"session"` // the mount process
+	Family  string `json:"family"`  // "posix" (fcntl) or "flock"
+	Kind    string `json:"kind"`    // "read" or "write"
+	Start   uint64 `json:"start"`
+	End     uint64 `json:"end"`           // inclusive; 9223372036854775807 is to end of file
+	PID     uint32 `json:"pid,omitempty"` // the holding process, on the holder's machine
+}
+
+// Locks returns every file lock of the volume.
+func (c *Client) Locks(ctx context.Context) (Locks, error) {
+	var l Locks
+	resp, err := c.do(ctx, http.MethodGet, "/v1/locks", nil, -1)
+	if err != nil {
+		return l, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&l); err != nil {
+		return l, fmt.Errorf("bad answer from peer: %w", err)
+	}
+	return l, nil
+}
+
 // WriteError writes a JSON error response.
 func WriteError(w http.ResponseWriter, code int, err error) {
 	w.Header().Set("Content-Type", "application/json")

@@ -1081,10 +1081,15 @@ func (h *Handle) write1(ctx context.Context, req *fuse.WriteRequest, resp *fuse.
 
 // Flush stores unsaved writes: close(2) returns when they are durable.
 func (h *Handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
+	ctx = uninterruptible(ctx)
+	// A close drops the POSIX locks its process holds on the file, through
+	// any descriptor (fcntl(2)).
+	if err := h.releaseLocks(ctx, req.LockOwner, false); err != nil {
+		return err
+	}
 	if !h.write {
 		return nil
 	}
-	ctx = uninterruptible(ctx)
 	changed := h.of.wtime.Load() != 0
 	if err := h.of.commit(ctx); err != nil && !unlinked(err) {
 		return errno(h.file.fs.log, "flush", err)
@@ -1098,6 +1103,12 @@ func (h *Handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 // Release ends the handle; the last one drops the staging copy.
 func (h *Handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
 	ctx = uninterruptible(ctx)
+	if req.ReleaseFlags&fuse.ReleaseFlockUnlock != 0 {
+		// The last close of an open file drops its flock(2) lock.
+		if err := h.releaseLocks(ctx, req.LockOwner, true); err != nil {
+			h.file.fs.log.Warn("release: flock unlock", "err", err)
+		}
+	}
 	return errno(h.file.fs.log, "release", h.release(ctx))
 }
 

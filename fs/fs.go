@@ -87,6 +87,9 @@ type Config struct {
 	// the operation's name, the errno name ("" on success) and how long
 	// the request took (metrics: round trips per file operation).
 	ObserveOp func(op, errno string, d time.Duration)
+	// Locks keeps fcntl and flock locks for the whole volume. Optional:
+	// without it the kernel keeps them, for this mount only.
+	Locks Locker
 }
 
 // DefaultInlineMax is the largest file kept inline in the namespace: 64 KiB.

@@ -43,7 +43,7 @@ func (f *FS) Mount(dir string) (*Mount, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("fs: mount point %s is not a directory", dir)
 	}
-	conn, err := fuse.Mount(dir,
+	opts := []fuse.MountOption{
 		fuse.FSName("reef"),
 		fuse.Subtype("reef"),
 		fuse.DefaultPermissions(),
@@ -55,7 +55,13 @@ func (f *FS) Mount(dir string) (*Mount, error) {
 		// before every write(2), a request each.
 		fuse.HandleKillPriv(),
 		fuse.ReaddirPlus(),
-	)
+	}
+	if f.cfg.Locks != nil {
+		// fcntl and flock locks go to the volume's lock keepers, so
+		// processes on different mounts exclude each other (lock.go).
+		opts = append(opts, fuse.LockingPOSIX(), fuse.LockingFlock())
+	}
+	conn, err := fuse.Mount(dir, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount %s: %w", dir, err)
 	}
@@ -183,6 +189,8 @@ func interruptible(req fuse.Request) bool {
 		return r.Name == HealthXattr
 	case *fuse.StatfsRequest:
 		return true
+	case *fuse.LockWaitRequest:
+		return true // at once: the wait changes nothing until granted
 	}
 	return false
 }
@@ -219,7 +227,9 @@ func (f *FS) inline(req fuse.Request, _ fusefs.Node, handle fusefs.Handle) bool 
 		return ok && h.of.shown.Load() == 0 && f.inlineContent(h.file.ino)
 	case *fuse.FlushRequest:
 		h, ok := handle.(*Handle)
-		return ok && !h.write // a read-only handle has nothing to store
+		// A read-only handle has nothing to store, and without locks of
+		// this mount on the file nothing to unlock.
+		return ok && !h.write && !h.holdsLocks()
 	case *fuse.ReleaseRequest:
 		return r.Dir
 	case *fuse.GetattrRequest:

@@ -781,6 +781,20 @@ func (ns *Namespace) Path(node NodeID) (string, error) {
 	return p, nil
 }
 
+// InodePath returns the displayed path of one of the inode's live names
+// (the first, for a file with hard links).
+func (ns *Namespace) InodePath(ino InodeID) (string, error) {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	for _, node := range ns.s.links[ino] {
+		if ns.s.live(node) {
+			p, _ := ns.s.path(node)
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("namespace: path of inode %d: %w", ino, ErrNotExist)
+}
+
 // Resolve walks a slash-separated path of displayed names from the root.
 func (ns *Namespace) Resolve(p string) (Entry, error) {
 	ns.mu.RLock()

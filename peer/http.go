@@ -39,6 +39,7 @@ func (p *Peer) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", in("status", p.clientOnly(p.handleStatus)))
 	mux.HandleFunc("GET /v1/inventory", p.peerOnly(p.handleInventory))
 	mux.HandleFunc("GET /v1/health", p.clientOnly(p.handleHealth))
+	mux.HandleFunc("GET /v1/locks", in("locks", p.clientOnly(p.handleLocks)))
 	mux.HandleFunc("/v1/repair", p.clientOnly(p.handleRepair))
 	mux.HandleFunc("/v1/scrub", p.clientOnly(p.handleScrub))
 	mux.HandleFunc("/v1/drain", p.clientOnly(p.handleDrain))

@@ -102,6 +102,7 @@ type Peer struct {
 	streams  streamSet    // connections served as streams (stream.go)
 	served   bufpool.Pool // buffers of shards being served (handleGetShard)
 	inbox    *inbox       // pushed namespace ops (inbox.go)
+	locks    *lockKeeper  // file locks this peer keeps (locks.go)
 	mount    *fs.Mount
 
 	slowMu   sync.Mutex           // guards slowPush
@@ -156,6 +157,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	}
 	p.net = newShardNet(p)
 	p.repl = newReplicator(p)
+	p.locks = newLockKeeper(p)
 	p.maint = newMaint(p)
 	p.ns, err = namespace.Open(namespace.Config{
 		Dir:       filepath.Join(cfg.DataDir, "namespace"),
@@ -248,6 +250,8 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	go func() { defer p.wg.Done(); p.antiEntropy() }()
 	go func() { defer p.wg.Done(); p.repl.run() }()
 	go func() { defer p.wg.Done(); p.maint.run() }()
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); p.locks.run() }()
 	if cfg.Mount != "" {
 		if err := p.startMount(ctx); err != nil {
 			p.Shutdown(context.Background())
@@ -270,6 +274,9 @@ func (p *Peer) startMount(ctx context.Context) error {
 		}
 	}
 	cancel()
+	locks := newLockClient(p)
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); locks.run() }()
 	f, err := fs.New(fs.Config{
 		Tree:       p.ns,
 		Content:    contentAdapter{p.store},
@@ -280,6 +287,7 @@ func (p *Peer) startMount(ctx context.Context) error {
 		StagingDir: filepath.Join(p.cfg.DataDir, "staging"),
 		Logger:     p.log.With("component", "fuse"),
 		ObserveOp:  p.metrics.ObserveFUSE,
+		Locks:      locks,
 	})
 	if err != nil {
 		return fmt.Errorf("peer: %w", err)

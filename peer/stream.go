@@ -128,6 +128,9 @@ func (p *Peer) serveFrame(kind byte, body []byte) ([]byte, func(), error) {
 		return ans, nil, err
 	case frameShardGet:
 		return p.streamGetShard(body)
+	case frameLock:
+		ans, err := p.locks.serveFrame(body)
+		return ans, nil, err
 	}
 	return nil, nil, fmt.Errorf("unknown frame kind %d", kind)
 }
@@ -143,6 +146,8 @@ func frameName(kind byte) string {
 		return "has_shard"
 	case frameShardGet:
 		return "get_shard"
+	case frameLock:
+		return "lock"
 	}
 	return "unknown"
 }
@@ -154,6 +159,8 @@ func frameLimit(kind byte) int64 {
 		return shardHeaderSize + store.MaxShard
 	case frameShardHas, frameShardGet:
 		return shardHeaderSize
+	case frameLock:
+		return maxLockFrame
 	}
 	return maxOpsBody
 }

@@ -29,6 +29,7 @@ var commands = []command{
 	{"repair", "show (or, with --apply, rebuild) missing shards", runRepairCmd},
 	{"scrub", "verify every shard on every peer (--apply drops corrupt ones)", runScrubCmd},
 	{"drain", "move a peer's shards away so it can leave", runDrainCmd},
+	{"locks", "list the file locks (fcntl, flock) held through the mounts", runLocksCmd},
 	{"version", "print the version", runVersionCmd},
 }
 

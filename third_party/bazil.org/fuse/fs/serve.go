@@ -1062,9 +1062,12 @@ func (c *Server) serveOpt(r fuse.Request, interruptible bool) {
 	req := &serveRequest{Request: r, cancel: cancel}
 	if !interruptible || (c.interruptible != nil && !c.interruptible(r)) {
 		req.cancel = nil // (reef patch)
-	} else if after := c.interruptAfter; after > 0 {
+	} else if _, wait := r.(*fuse.LockWaitRequest); !wait && c.interruptAfter > 0 {
+		after := c.interruptAfter
 		// (reef patch) The interrupt cancels once the request has
 		// run for after; cancelling a finished request is harmless.
+		// A lock wait gives way at once: it changes nothing until
+		// it is granted.
 		req.cancel = func() {
 			if wait := after - time.Since(start); wait > 0 {
 				time.AfterFunc(wait, cancel)
