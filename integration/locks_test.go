@@ -1,0 +1,271 @@
+package integration
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// locksView is the subset of `reef locks --json` the tests read.
+type locksView struct {
+	Locks []struct {
+		Path   string `json:"path"`
+		Keeper string `json:"keeper"`
+		Holder string `json:"holder"`
+		Family string `json:"family"`
+		Kind   string `json:"kind"`
+		Start  uint64 `json:"start"`
+		End    uint64 `json:"end"`
+		PID    uint32 `json:"pid"`
+	} `json:"locks"`
+	Unreachable []string `json:"unreachable"`
+}
+
+func (c *cluster) locks(via *peerProc) locksView {
+	c.t.Helper()
+	r := c.reef("locks", "--json", "--peer", via.listen).ok(c.t)
+	var v locksView
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		c.t.Fatalf("locks --json: %v\n%s", err, r.stdout)
+	}
+	return v
+}
+
+// TestLocks: fcntl record locks and flock taken through one mount exclude
+// processes on the other, are dropped when their holder closes the file or
+// dies, and survive the loss of the peer that keeps them.
+func TestLocks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process FUSE test; run without -short")
+	}
+	flockBin, err := exec.LookPath("flock")
+	if err != nil {
+		skipOrFail(t, "no flock(1) (util-linux): %v", err)
+	}
+	c, peers, A, B := mountCluster(t)
+	open := func(t *testing.T, path string) *os.File {
+		t.Helper()
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	onB := func(t *testing.T, name string) *os.File {
+		t.Helper()
+		waitFor(t, name+" on B", 10*time.Second, func() (bool, string) {
+			_, err := os.Stat(filepath.Join(B, name))
+			return err == nil, fmt.Sprint(err)
+		})
+		return open(t, filepath.Join(B, name))
+	}
+	flock := func(f *os.File, how int) error { return unix.Flock(int(f.Fd()), how) }
+	setlk := func(f *os.File, cmd int, typ int16, start, n int64) error {
+		return unix.FcntlFlock(f.Fd(), cmd, &unix.Flock_t{Type: typ, Whence: 0, Start: start, Len: n})
+	}
+
+	t.Run("flock excludes across mounts", func(t *testing.T) {
+		fa := open(t, filepath.Join(A, "flock"))
+		if err := flock(fa, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			t.Fatalf("LOCK_EX through A: %v", err)
+		}
+		fb := onB(t, "flock")
+		if err := flock(fb, unix.LOCK_EX|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+			t.Fatalf("LOCK_EX through B while A holds it: %v, want EWOULDBLOCK", err)
+		}
+		if err := flock(fb, unix.LOCK_SH|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+			t.Fatalf("LOCK_SH through B while A holds LOCK_EX: %v, want EWOULDBLOCK", err)
+		}
+		// The last close of A's open file drops its lock (FUSE RELEASE,
+		// which the kernel sends after close returns).
+		fa.Close()
+		waitFor(t, "B's LOCK_EX after A closed", 10*time.Second, func() (bool, string) {
+			err := flock(fb, unix.LOCK_EX|unix.LOCK_NB)
+			return err == nil, fmt.Sprint(err)
+		})
+		fa2 := open(t, filepath.Join(A, "flock"))
+		if err := flock(fa2, unix.LOCK_SH|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+			t.Fatalf("LOCK_SH through A while B holds LOCK_EX: %v, want EWOULDBLOCK", err)
+		}
+		if err := flock(fb, unix.LOCK_UN); err != nil {
+			t.Fatal(err)
+		}
+		if err := flock(fa2, unix.LOCK_SH|unix.LOCK_NB); err != nil {
+			t.Fatalf("LOCK_SH through A after B's LOCK_UN: %v", err)
+		}
+		if err := flock(fb, unix.LOCK_SH|unix.LOCK_NB); err != nil {
+			t.Fatalf("a second LOCK_SH through B: %v", err)
+		}
+	})
+
+	t.Run("fcntl byte ranges across mounts", func(t *testing.T) {
+		fa := open(t, filepath.Join(A, "ranges"))
+		fa.WriteString("0123456789abcdefghij")
+		if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 10); err != nil {
+			t.Fatalf("F_WRLCK 0-9 through A: %v", err)
+		}
+		fb := onB(t, "ranges")
+		if err := setlk(fb, unix.F_SETLK, unix.F_RDLCK, 9, 1); !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
+			t.Fatalf("F_RDLCK 9 through B over A's write lock: %v, want EAGAIN", err)
+		}
+		if err := setlk(fb, unix.F_SETLK, unix.F_WRLCK, 10, 10); err != nil {
+			t.Fatalf("F_WRLCK 10-19 through B, next to A's range: %v", err)
+		}
+		q := unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 0}
+		if err := unix.FcntlFlock(fb.Fd(), unix.F_GETLK, &q); err != nil {
+			t.Fatal(err)
+		}
+		if q.Type != unix.F_WRLCK || q.Start != 0 || q.Len != 10 {
+			t.Fatalf("F_GETLK through B: %+v, want A's write lock on 0-9", q)
+		}
+		// A blocking F_SETLKW through B waits for A's unlock.
+		got := make(chan error, 1)
+		go func() { got <- setlk(fb, unix.F_SETLKW, unix.F_WRLCK, 5, 1) }()
+		select {
+		case err := <-got:
+			t.Fatalf("F_SETLKW through B returned (%v) while A holds the range", err)
+		case <-time.After(time.Second):
+		}
+		if err := setlk(fa, unix.F_SETLK, unix.F_UNLCK, 0, 10); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatalf("F_SETLKW through B: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("F_SETLKW through B still waiting 10 s after A's unlock")
+		}
+		// A close through B drops every POSIX lock this process took
+		// through B (fcntl semantics: any descriptor of the file).
+		fb2 := open(t, filepath.Join(B, "ranges"))
+		fb2.Close()
+		waitFor(t, "A's lock after B's close", 10*time.Second, func() (bool, string) {
+			err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 0)
+			return err == nil, fmt.Sprint(err)
+		})
+	})
+
+	t.Run("a lock dies with its process, and an interrupted wait leaves none", func(t *testing.T) {
+		path := filepath.Join(A, "holder")
+		os.WriteFile(path, []byte("x"), 0o644)
+		// -o: the lock is flock(1)'s own, not inherited by sleep.
+		holder := exec.Command(flockBin, "-o", "-x", path, "sleep", "30")
+		if err := holder.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer holder.Process.Kill()
+		fb := onB(t, "holder")
+		waitFor(t, "the holder's lock", 10*time.Second, func() (bool, string) {
+			err := flock(fb, unix.LOCK_EX|unix.LOCK_NB)
+			if err == nil {
+				flock(fb, unix.LOCK_UN)
+				return false, "B got the lock: the holder has not taken it yet"
+			}
+			return errors.Is(err, unix.EWOULDBLOCK), fmt.Sprint(err)
+		})
+		v := c.locks(peers[1])
+		found := false
+		for _, l := range v.Locks {
+			if l.Path == "/holder" && l.Family == "flock" && l.Kind == "write" && l.Holder == peers[0].name && l.PID == uint32(holder.Process.Pid) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("reef locks does not show the holder's flock (pid %d): %+v", holder.Process.Pid, v)
+		}
+		// flock -w 1 through B: the wait ends with SIGALRM after a second.
+		t0 := time.Now()
+		out, err := exec.Command(flockBin, "-w", "1", filepath.Join(B, "holder"), "true").CombinedOutput()
+		if err == nil {
+			t.Fatalf("flock -w 1 through B got the lock the holder has: %s", out)
+		}
+		if took := time.Since(t0); took > 8*time.Second {
+			t.Errorf("flock -w 1 took %v: the interrupt did not end the wait", took)
+		}
+		holder.Process.Signal(syscall.SIGKILL)
+		holder.Wait()
+		waitFor(t, "the lock after its holder was killed", 10*time.Second, func() (bool, string) {
+			err := flock(fb, unix.LOCK_EX|unix.LOCK_NB)
+			return err == nil, fmt.Sprint(err)
+		})
+		flock(fb, unix.LOCK_UN)
+	})
+
+	t.Run("the keeper is killed: the lock holds on the next keeper", func(t *testing.T) {
+		// A file whose locks a peer without a mount keeps.
+		var name, keeper string
+		var fa *os.File
+		for i := 0; keeper == ""; i++ {
+			if i == 30 {
+				t.Fatal("no file of 30 kept by a peer without a mount")
+			}
+			name = fmt.Sprintf("kept-%d", i)
+			fa = open(t, filepath.Join(A, name))
+			if err := flock(fa, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range c.locks(peers[0]).Locks {
+				if l.Path == "/"+name && l.Keeper != peers[0].name && l.Keeper != peers[1].name {
+					keeper = l.Keeper
+				}
+			}
+			if keeper == "" {
+				fa.Close()
+			}
+		}
+		var victim *peerProc
+		for _, p := range peers {
+			if p.name == keeper {
+				victim = p
+			}
+		}
+		fb := onB(t, name)
+		c.kill9(victim)
+		// Through the failover, B never gets the lock A holds: each
+		// try answers EWOULDBLOCK, or ENOLCK while no keeper answers.
+		deadline := time.Now().Add(20 * time.Second)
+		moved := false
+		for time.Now().Before(deadline) && !moved {
+			err := flock(fb, unix.LOCK_EX|unix.LOCK_NB)
+			if err == nil {
+				t.Fatalf("B got the lock A holds after %s (its keeper) was killed", keeper)
+			}
+			if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.ENOLCK) {
+				t.Fatalf("flock through B during the failover: %v", err)
+			}
+			for _, l := range c.locks(peers[1]).Locks {
+				if l.Path == "/"+name && l.Keeper != keeper && l.Holder == peers[0].name {
+					moved = errors.Is(err, unix.EWOULDBLOCK)
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if !moved {
+			t.Fatalf("the lock did not move to another keeper within 20 s of killing %s: %+v", keeper, c.locks(peers[1]))
+		}
+		if err := flock(fb, unix.LOCK_EX|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+			t.Fatalf("B after the failover: %v, want EWOULDBLOCK", err)
+		}
+		if err := flock(fa, unix.LOCK_UN); err != nil {
+			t.Fatal(err)
+		}
+		if err := flock(fb, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			t.Fatalf("B after A's unlock on the new keeper: %v", err)
+		}
+		if v := c.locks(peers[0]); len(v.Unreachable) != 0 || !strings.Contains(fmt.Sprint(v.Locks), peers[1].name) {
+			t.Errorf("reef locks after the failover: %+v", v)
+		}
+	})
+}
