@@ -25,6 +25,9 @@ type File struct {
 	// then on the kernel may hold its pages, which a write through a
 	// direct-I/O handle must drop (Handle.Write).
 	read atomic.Bool
+
+	lockMu   sync.Mutex          // guards lockSeen
+	lockSeen namespace.Timestamp // the version the kernel's cache held at the last lock (freshen)
 }
 
 // linkable is the part of a node that can have several names (a file, a
@@ -84,8 +87,8 @@ func (of *openFile) view(in namespace.Inode) namespace.Inode {
 	if of == nil {
 		return in
 	}
-	if n := of.shown.Load(); n > 0 {
-		in.Size = n - 1
+	if n := of.shown.Load(); n > 0 && !(of.remote.Load() && of.wtime.Load() == 0) {
+		in.Size = n - 1 // unless a newer version from another peer replaces a clean copy
 	}
 	of.amu.Lock()
 	p := of.pend
@@ -371,6 +374,10 @@ type openFile struct {
 	// committed: view shows it as the mtime meanwhile.
 	wtime atomic.Int64
 
+	// remote is set when another peer changed the inode since the last
+	// refresh: a clean staging copy may be stale (see refresh).
+	remote atomic.Bool
+
 	// shown mirrors the staged size for Attr, which must not wait for mu:
 	// size+1 while staging holds the file, 0 when nothing is staged.
 	// Every change of size or staging calls publish.
@@ -453,7 +460,38 @@ const lazyBlock = 256 << 10
 
 // stage makes sure a staging copy exists, holding the first keep bytes of
 // the current content (a truncate to zero needs nothing). Holds of.mu.
+// refresh drops a clean staging copy that a newer version from another
+// peer made stale, so that a file kept open here (a database, a log
+// follower) reads what the other mount wrote, and the next write here
+// starts from that version instead of overwriting it with the old one. A
+// dirty copy stays: writes on two mounts at once are concurrent writes,
+// resolved at commit (the later close wins the name, the other version
+// becomes a conflict copy). Holds of.mu.
+func (of *openFile) refresh() {
+	if !of.remote.Load() {
+		return
+	}
+	if of.staging == nil || of.dirty || of.wb != nil || of.lost != nil {
+		of.remote.Store(false)
+		return
+	}
+	in, err := of.fs.inode(of.ino)
+	if err != nil {
+		return
+	}
+	of.remote.Store(false)
+	if in.Version == of.base {
+		return
+	}
+	of.dropStream()
+	of.staging.Close()
+	of.staging = nil
+	of.old, of.oldZero, of.cut, of.have = [32]byte{}, 0, 0, nil
+	of.publish()
+}
+
 func (of *openFile) stage(ctx context.Context, keep int64) error {
+	of.refresh()
 	if of.staging != nil {
 		return nil
 	}
@@ -642,6 +680,7 @@ func (fs *FS) copyContent(ctx context.Context, in namespace.Inode, w io.WriterAt
 func (of *openFile) truncate(ctx context.Context, size int64) (bool, error) {
 	of.mu.Lock()
 	defer of.mu.Unlock()
+	of.refresh()
 	prev := of.size
 	if of.staging == nil {
 		// Staging keeps at most size bytes: it may do the resize itself.
@@ -957,6 +996,7 @@ func (h *Handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.Rea
 		buf = make([]byte, req.Size)
 	}
 	h.of.mu.Lock()
+	h.of.refresh()
 	if h.of.staging != nil {
 		err := h.of.lost
 		if err == nil {
@@ -1082,22 +1122,22 @@ func (h *Handle) write1(ctx context.Context, req *fuse.WriteRequest, resp *fuse.
 // Flush stores unsaved writes: close(2) returns when they are durable.
 func (h *Handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	ctx = uninterruptible(ctx)
-	// A close drops the POSIX locks its process holds on the file, through
+	if h.write {
+		changed := h.of.wtime.Load() != 0
+		if err := h.of.commit(ctx); err != nil && !unlinked(err) {
+			return errno(h.file.fs.log, "flush", err)
+		}
+		if changed {
+			h.file.fs.stale(h.file)
+		}
+		if err := h.file.fs.durable(ctx); err != nil {
+			return errno(h.file.fs.log, "flush", err)
+		}
+	}
+	// Then (the next holder must see what was written under the lock) a
+	// close drops the POSIX locks its process holds on the file, through
 	// any descriptor (fcntl(2)).
-	if err := h.releaseLocks(ctx, req.LockOwner, false); err != nil {
-		return err
-	}
-	if !h.write {
-		return nil
-	}
-	changed := h.of.wtime.Load() != 0
-	if err := h.of.commit(ctx); err != nil && !unlinked(err) {
-		return errno(h.file.fs.log, "flush", err)
-	}
-	if changed {
-		h.file.fs.stale(h.file)
-	}
-	return errno(h.file.fs.log, "flush", h.file.fs.durable(ctx))
+	return h.releaseLocks(ctx, req.LockOwner, false)
 }
 
 // Release ends the handle; the last one drops the staging copy.

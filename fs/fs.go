@@ -422,6 +422,23 @@ func (f *FS) stale(n fusefs.Node) {
 	}
 }
 
+// remoteChange tells ino's open state, if the file is open here, that
+// another peer changed it, and drops a clean staging copy it made stale
+// (openFile.refresh) in the background: of.mu may be held for seconds by a
+// store, and invalidate must go on meanwhile.
+func (f *FS) remoteChange(ino namespace.InodeID) {
+	of := f.openFile(ino)
+	if of == nil {
+		return
+	}
+	of.remote.Store(true)
+	go func() {
+		of.mu.Lock()
+		of.refresh()
+		of.mu.Unlock()
+	}()
+}
+
 // invalidate keeps kernel caches fresh when other peers change the tree.
 // It runs until the subscription closes.
 func (f *FS) invalidate(changes <-chan namespace.Change) {
@@ -437,12 +454,16 @@ func (f *FS) invalidate(changes <-chan namespace.Change) {
 			}
 			f.mu.Unlock()
 			for _, n := range nodes {
+				if fl, ok := n.(*File); ok {
+					f.remoteChange(fl.ino)
+				}
 				f.server.InvalidateNodeData(n)
 				f.server.InvalidateNodeAttr(n)
 			}
 			continue
 		}
 		for _, ino := range c.Inodes {
+			f.remoteChange(ino)
 			if n := f.cached(ino); n != nil {
 				if fl, ok := n.(*File); ok && fl.fs.hasDirtyOpen(ino) {
 					continue // this mount's own unsaved writes win until close

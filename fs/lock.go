@@ -69,7 +69,59 @@ func (h *Handle) setLock(ctx context.Context, r *fuse.LockRequest, wait bool) er
 	if err != nil {
 		return err
 	}
-	return lockErrno(h.file.fs, "lock", lk.Set(ctx, uint64(h.file.ino), l, wait))
+	if l.Kind == lock.Unlock {
+		if err := h.publishWrites(ctx); err != nil {
+			return err
+		}
+	}
+	if err := lk.Set(ctx, uint64(h.file.ino), l, wait); err != nil {
+		return lockErrno(h.file.fs, "lock", err)
+	}
+	if l.Kind != lock.Unlock {
+		h.file.fs.freshen(h.file)
+	}
+	return nil
+}
+
+// publishWrites stores the file's unsaved writes on this mount and waits
+// until they are durable, before an unlock: the next holder of the lock,
+// on any mount, reads what was written under it (as NFS flushes at
+// unlock).
+func (h *Handle) publishWrites(ctx context.Context) error {
+	if h.of.wtime.Load() == 0 {
+		return nil
+	}
+	if err := h.of.commit(ctx); err != nil && !unlinked(err) {
+		return errno(h.file.fs.log, "unlock", err)
+	}
+	h.file.fs.stale(h.file)
+	return errno(h.file.fs.log, "unlock", h.file.fs.durable(ctx))
+}
+
+// freshen makes the kernel drop its cached pages of f when another mount
+// changed the file since the last lock taken here, so a process reads what
+// the previous holder of the lock wrote (remote changes invalidate the
+// cache anyway, but in the background). The Locker has already caught up
+// with the previous holder's changes.
+func (fs *FS) freshen(f *File) {
+	in, err := fs.inode(f.ino)
+	if err != nil || fs.hasDirtyOpen(f.ino) {
+		return // nothing to read, or this mount's own writes win
+	}
+	f.lockMu.Lock()
+	same := in.Version == f.lockSeen
+	f.lockSeen = in.Version
+	f.lockMu.Unlock()
+	if same {
+		return
+	}
+	if of := fs.openFile(f.ino); of != nil {
+		of.remote.Store(true) // a clean staging copy may be stale: refresh
+	}
+	if fs.server != nil {
+		fs.server.InvalidateNodeData(f)
+		fs.server.InvalidateNodeAttr(f)
+	}
 }
 
 // Lock is fcntl(F_SETLK) and flock(LOCK_NB).

@@ -157,6 +157,100 @@ func TestLocks(t *testing.T) {
 		})
 	})
 
+	t.Run("a file kept open reads the other mount's newer version", func(t *testing.T) {
+		// B writes through a descriptor it keeps open (its mount then
+		// holds a copy of the file), A writes a new version and closes: B
+		// must read A's version, and B's next write must start from it
+		// rather than overwrite it with B's old copy.
+		os.WriteFile(filepath.Join(A, "kept-open"), []byte("version-1"), 0o644)
+		fb := onB(t, "kept-open")
+		if _, err := fb.WriteAt([]byte("B"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := fb.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "B's write on A", 10*time.Second, func() (bool, string) {
+			b, err := os.ReadFile(filepath.Join(A, "kept-open"))
+			return string(b) == "Bersion-1", fmt.Sprintf("%q %v", b, err)
+		})
+		if err := os.WriteFile(filepath.Join(A, "kept-open"), []byte("version-2, longer"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "A's version through B's open descriptor", 2*time.Second, func() (bool, string) {
+			buf := make([]byte, 64)
+			n, _ := fb.ReadAt(buf, 0)
+			return string(buf[:n]) == "version-2, longer", fmt.Sprintf("%q", buf[:n])
+		})
+		if _, err := fb.WriteAt([]byte("V"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := fb.Close(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "B's write over A's version", 10*time.Second, func() (bool, string) {
+			b, err := os.ReadFile(filepath.Join(A, "kept-open"))
+			return string(b) == "Version-2, longer", fmt.Sprintf("%q %v", b, err)
+		})
+		if names, _ := filepath.Glob(filepath.Join(A, "kept-open (conflict*")); len(names) > 0 {
+			t.Errorf("conflict copies: %v (B wrote over a stale copy)", names)
+		}
+	})
+
+	t.Run("a counter incremented under the lock from both mounts", func(t *testing.T) {
+		// Each side takes the lock, reads the counter through a descriptor
+		// it keeps open, writes it plus one, and unlocks: the next holder,
+		// on either mount, must read what the previous one wrote (its
+		// writes are stored and the reader's caches dropped at each hand
+		// over), so no increment is lost.
+		const each = 100
+		os.WriteFile(filepath.Join(A, "counter"), []byte("0\n"), 0o644)
+		fb := onB(t, "counter")
+		fa := open(t, filepath.Join(A, "counter"))
+		errs := make(chan error, 2)
+		for _, f := range []*os.File{fa, fb} {
+			go func() {
+				errs <- func() error {
+					buf := make([]byte, 32)
+					for range each {
+						if err := flock(f, unix.LOCK_EX); err != nil {
+							return err
+						}
+						n, err := f.ReadAt(buf, 0)
+						if err != nil && n == 0 {
+							return err
+						}
+						var v int
+						fmt.Sscan(string(buf[:n]), &v)
+						if _, err := f.WriteAt([]byte(fmt.Sprintf("%-20d\n", v+1)), 0); err != nil {
+							return err
+						}
+						if err := flock(f, unix.LOCK_UN); err != nil {
+							return err
+						}
+					}
+					return nil
+				}()
+			}()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, m := range []string{A, B} {
+			waitFor(t, "the counter through "+m, 10*time.Second, func() (bool, string) {
+				b, err := os.ReadFile(filepath.Join(m, "counter"))
+				var v int
+				fmt.Sscan(string(b), &v)
+				return err == nil && v == 2*each, fmt.Sprintf("%q, %v: want %d", b, err, 2*each)
+			})
+		}
+		if names, _ := filepath.Glob(filepath.Join(A, "counter (conflict*")); len(names) > 0 {
+			t.Errorf("conflict copies of the counter: %v", names)
+		}
+	})
+
 	t.Run("a lock dies with its process, and an interrupted wait leaves none", func(t *testing.T) {
 		path := filepath.Join(A, "holder")
 		os.WriteFile(path, []byte("x"), 0o644)

@@ -259,7 +259,10 @@ func (t *Table) Refresh(s Session, held []FileLock, keep func(file uint64) bool,
 	return lost
 }
 
-func (t *Table) dropSession(s Session, keep func(file uint64) bool) {
+// dropSession drops s's locks on the files keep selects (all with nil)
+// and returns how many there were.
+func (t *Table) dropSession(s Session, keep func(file uint64) bool) int {
+	n := 0
 	for f, ls := range t.files {
 		if keep != nil && !keep(f) {
 			continue
@@ -268,6 +271,8 @@ func (t *Table) dropSession(s Session, keep func(file uint64) bool) {
 		for _, l := range ls {
 			if l.Owner.Session != s {
 				out = append(out, l)
+			} else {
+				n++
 			}
 		}
 		if len(out) == 0 {
@@ -276,17 +281,19 @@ func (t *Table) dropSession(s Session, keep func(file uint64) bool) {
 			t.files[f] = out
 		}
 	}
+	return n
 }
 
-// Expire drops every lock of the sessions not seen since before now-ttl
-// and returns those sessions.
+// Expire forgets the sessions not seen since before now-ttl, drops their
+// locks, and returns those of them that held any.
 func (t *Table) Expire(now time.Time, ttl time.Duration) []Session {
 	var gone []Session
 	for s, at := range t.seen {
 		if now.Sub(at) > ttl {
-			gone = append(gone, s)
 			delete(t.seen, s)
-			t.dropSession(s, nil)
+			if t.dropSession(s, nil) > 0 {
+				gone = append(gone, s)
+			}
 		}
 	}
 	return gone

@@ -176,6 +176,8 @@ func TestExpire(t *testing.T) {
 	tab := NewTable()
 	tab.Set(1, lk(a1, Write, 0, 9), t0)
 	tab.Set(1, lk(b1, Write, 10, 19), t0)
+	sc := Session{Peer: "c", ID: 3}
+	tab.Refresh(sc, nil, func(uint64) bool { return true }, t0) // a session without locks expires silently
 	tab.Refresh(sb, []FileLock{{1, lk(b1, Write, 10, 19)}}, func(uint64) bool { return true }, t0.Add(8*time.Second))
 	gone := tab.Expire(t0.Add(11*time.Second), 10*time.Second)
 	if len(gone) != 1 || gone[0] != sa || show(tab, 1) != "b1:write:10-19" {

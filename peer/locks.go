@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -54,6 +55,9 @@ type lockRequest struct {
 	Lock    lock.Lock       `json:"lock"`
 	Session lock.Session    `json:"session"`
 	Held    []lock.FileLock `json:"held,omitempty"` // refresh: all the session's locks
+	// Frontier (unlock) is the unlocking peer's own namespace sequence:
+	// its changes to the file up to there are durable.
+	Frontier map[string]uint64 `json:"frontier,omitempty"`
 }
 
 type lockAnswer struct {
@@ -64,6 +68,21 @@ type lockAnswer struct {
 	Retry string          `json:"retry,omitempty"`
 	Lost  []lock.FileLock `json:"lost,omitempty"` // refresh: locks granted to others meanwhile
 	Kept  []lock.FileLock `json:"kept,omitempty"` // list: every lock the keeper keeps
+	// Frontier (grant) is what the file's last unlockers had written: the
+	// new holder catches up with it before its process goes on.
+	Frontier map[string]uint64 `json:"frontier,omitempty"`
+}
+
+// maxFrontier bounds the origins a frontier names.
+const maxFrontier = 64
+
+// markTTL is how long a file's unlock frontier is kept: anti-entropy
+// spreads every change within seconds, so a later holder needs none.
+const markTTL = 30 * time.Second
+
+type mark struct {
+	frontier map[string]uint64
+	at       time.Time
 }
 
 // keeperOf is the peer that keeps file's locks among live (sorted or not):
@@ -100,6 +119,7 @@ type lockKeeper struct {
 	started time.Time
 	view    []string   // the live peers as last seen, sorted
 	history []pastView // views replaced less than lockGrace ago
+	marks   map[uint64]mark
 }
 
 type pastView struct {
@@ -108,7 +128,7 @@ type pastView struct {
 }
 
 func newLockKeeper(p *Peer) *lockKeeper {
-	return &lockKeeper{p: p, table: lock.NewTable(), started: time.Now()}
+	return &lockKeeper{p: p, table: lock.NewTable(), started: time.Now(), marks: map[uint64]mark{}}
 }
 
 // liveIDs returns the live peers' ids, sorted.
@@ -178,6 +198,9 @@ func (k *lockKeeper) serve(req lockRequest) (lockAnswer, error) {
 		if req.Lock.Kind != lock.Unlock && k.inGraceLocked(req.File, now) {
 			return lockAnswer{Retry: "grace"}, nil
 		}
+		if len(req.Frontier) > maxFrontier {
+			return lockAnswer{}, fmt.Errorf("lock request: frontier of %d origins", len(req.Frontier))
+		}
 		c, err := k.table.Set(req.File, req.Lock, now)
 		if errors.Is(err, lock.ErrConflict) {
 			if c.Owner.Session != req.Lock.Owner.Session {
@@ -185,7 +208,26 @@ func (k *lockKeeper) serve(req lockRequest) (lockAnswer, error) {
 			}
 			return lockAnswer{Conflict: &c}, nil
 		}
-		return lockAnswer{}, err
+		if err != nil {
+			return lockAnswer{}, err
+		}
+		m := k.marks[req.File]
+		if req.Lock.Kind == lock.Unlock {
+			if len(req.Frontier) > 0 {
+				if m.frontier == nil {
+					m.frontier = map[string]uint64{}
+				}
+				for o, q := range req.Frontier {
+					if len(m.frontier) < maxFrontier || m.frontier[o] > 0 {
+						m.frontier[o] = max(m.frontier[o], q)
+					}
+				}
+				m.at = now
+				k.marks[req.File] = m
+			}
+			return lockAnswer{}, nil
+		}
+		return lockAnswer{Frontier: maps.Clone(m.frontier)}, nil
 	case "list":
 		return lockAnswer{Kept: k.table.All()}, nil
 	case "refresh":
@@ -226,6 +268,11 @@ func (k *lockKeeper) run() {
 		case now := <-t.C:
 			k.mu.Lock()
 			gone := k.table.Expire(now, lockTTL)
+			for f, m := range k.marks {
+				if now.Sub(m.at) > markTTL {
+					delete(k.marks, f)
+				}
+			}
 			k.mu.Unlock()
 			for _, s := range gone {
 				k.p.log.Warn("file locks of a mount expired: it stopped refreshing them", "peer", s.Peer, "session", s.ID)
@@ -366,6 +413,11 @@ func (c *lockClient) Set(ctx context.Context, file uint64, l lock.Lock, wait boo
 	}
 	c.mu.Unlock()
 	req := lockRequest{Op: "set", File: file, Lock: l}
+	if l.Kind == lock.Unlock {
+		// The mount made its changes durable before it unlocks (fs): the
+		// next holder catches up to here.
+		req.Frontier = map[string]uint64{c.p.id: c.p.ns.VersionVector()[c.p.id]}
+	}
 	rpc := context.WithoutCancel(ctx) // an answer in flight is always applied
 	deadline := time.Now().Add(lockTimeout)
 	backoff := 2 * time.Millisecond
@@ -380,6 +432,7 @@ func (c *lockClient) Set(ctx context.Context, file uint64, l lock.Lock, wait boo
 		c.refresh.RUnlock()
 		switch {
 		case err == nil && ans.Retry == "" && ans.Conflict == nil:
+			c.catchUp(ans.Frontier)
 			return nil
 		case err == nil && ans.Conflict != nil:
 			if !wait {
@@ -408,6 +461,60 @@ func (c *lockClient) Set(ctx context.Context, file uint64, l lock.Lock, wait boo
 		backoff = min(2*backoff, 50*time.Millisecond)
 	}
 }
+
+// catchUp waits (up to catchUpMax) until this peer's namespace holds what
+// a file's last unlockers had written, so that a process that takes a lock
+// reads what the previous holder wrote, as on one machine. Those changes
+// were pushed to every mounting peer before the unlock (fs makes them
+// durable first), so this rarely waits at all; after catchUpPull it pulls
+// from the live peers.
+func (c *lockClient) catchUp(frontier map[string]uint64) {
+	behind := func() []string {
+		vv := c.p.ns.VersionVector()
+		var out []string
+		for o, q := range frontier {
+			if o != c.p.id && vv[o] < q {
+				out = append(out, o)
+			}
+		}
+		return out
+	}
+	if len(behind()) == 0 {
+		return
+	}
+	t0 := time.Now()
+	pulled := false
+	for {
+		lag := behind()
+		if len(lag) == 0 {
+			return
+		}
+		if time.Since(t0) > catchUpMax {
+			c.p.log.Warn("lock granted before this peer caught up with the previous holder's changes", "behind_on", lag)
+			return
+		}
+		if !pulled && time.Since(t0) > catchUpPull {
+			pulled = true
+			ctx, cancel := context.WithTimeout(context.Background(), catchUpMax)
+			for _, id := range c.p.liveIDs() {
+				if id != c.p.id {
+					c.p.pullFrom(ctx, id)
+					if len(behind()) == 0 {
+						break
+					}
+				}
+			}
+			cancel()
+			continue
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+const (
+	catchUpPull = 100 * time.Millisecond
+	catchUpMax  = 3 * time.Second
+)
 
 // Test returns the lock that would block l on file, if any (F_GETLK).
 func (c *lockClient) Test(ctx context.Context, file uint64, l lock.Lock) (lock.Lock, bool, error) {
