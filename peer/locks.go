@@ -112,7 +112,10 @@ func mix64(x uint64) uint64 {
 
 // lockKeeper serves the locks of the files this peer keeps.
 type lockKeeper struct {
-	p *Peer
+	p    *Peer
+	self string          // this peer's id
+	live func() []string // the live peers' ids, sorted
+	now  func() time.Time
 
 	mu      sync.Mutex // guards the fields below
 	table   *lock.Table
@@ -128,7 +131,7 @@ type pastView struct {
 }
 
 func newLockKeeper(p *Peer) *lockKeeper {
-	return &lockKeeper{p: p, table: lock.NewTable(), started: time.Now(), marks: map[uint64]mark{}}
+	return &lockKeeper{p: p, self: p.id, live: p.liveIDs, now: time.Now, table: lock.NewTable(), started: time.Now(), marks: map[uint64]mark{}}
 }
 
 // liveIDs returns the live peers' ids, sorted.
@@ -162,7 +165,7 @@ func (k *lockKeeper) inGraceLocked(file uint64, now time.Time) bool {
 		return true
 	}
 	for _, h := range k.history {
-		if keeperOf(h.ids, file) != k.p.id {
+		if keeperOf(h.ids, file) != k.self {
 			return true
 		}
 	}
@@ -171,12 +174,12 @@ func (k *lockKeeper) inGraceLocked(file uint64, now time.Time) bool {
 
 // serve answers one lock request.
 func (k *lockKeeper) serve(req lockRequest) (lockAnswer, error) {
-	now := time.Now()
-	ids := k.p.liveIDs()
+	now := k.now()
+	ids := k.live()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.observeLocked(ids, now)
-	mine := func(file uint64) bool { return keeperOf(ids, file) == k.p.id }
+	mine := func(file uint64) bool { return keeperOf(ids, file) == k.self }
 	switch req.Op {
 	case "set", "test":
 		if err := req.Lock.Validate(); err != nil {
