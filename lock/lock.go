@@ -239,15 +239,16 @@ func (t *Table) All() []FileLock {
 	return out
 }
 
-// Refresh makes held the whole of s's locks on the files keep selects: the
-// session's other locks on those files are dropped (an unlock that never
-// reached this table), and each of held is granted again unless another
-// owner's lock now blocks it (a keeper that took over and granted it to
-// someone else first): those are returned as lost. Locks of held on files
-// keep does not select are ignored. The session counts as seen at now.
+// Refresh makes the locks of held on the files keep selects the whole of
+// s's locks in the table: the session's other locks are dropped (an unlock
+// that never reached this table, or copies of locks on files another
+// keeper has taken over), and each of held on a file keep selects is
+// granted again unless another owner's lock now blocks it (a keeper that
+// took over and granted it to someone else first): those are returned as
+// lost. The session counts as seen at now.
 func (t *Table) Refresh(s Session, held []FileLock, keep func(file uint64) bool, now time.Time) (lost []FileLock) {
 	t.seen[s] = now
-	t.dropSession(s, keep)
+	t.dropSession(s)
 	for _, fl := range held {
 		if fl.Lock.Owner.Session != s || !keep(fl.File) {
 			continue
@@ -259,14 +260,10 @@ func (t *Table) Refresh(s Session, held []FileLock, keep func(file uint64) bool,
 	return lost
 }
 
-// dropSession drops s's locks on the files keep selects (all with nil)
-// and returns how many there were.
-func (t *Table) dropSession(s Session, keep func(file uint64) bool) int {
+// dropSession drops s's locks and returns how many there were.
+func (t *Table) dropSession(s Session) int {
 	n := 0
 	for f, ls := range t.files {
-		if keep != nil && !keep(f) {
-			continue
-		}
 		out := ls[:0]
 		for _, l := range ls {
 			if l.Owner.Session != s {
@@ -291,7 +288,7 @@ func (t *Table) Expire(now time.Time, ttl time.Duration) []Session {
 	for s, at := range t.seen {
 		if now.Sub(at) > ttl {
 			delete(t.seen, s)
-			if t.dropSession(s, nil) > 0 {
+			if t.dropSession(s) > 0 {
 				gone = append(gone, s)
 			}
 		}

@@ -158,7 +158,7 @@ func TestRefresh(t *testing.T) {
 		tab.Set(2, lk(a1, Write, 0, 9), now)
 		odd := func(f uint64) bool { return f%2 == 1 }
 		tab.Refresh(sa, []FileLock{{3, lk(a1, Write, 0, 9)}, {4, lk(a1, Write, 0, 9)}}, odd, now)
-		if tab.Holds(1) || !tab.Holds(2) || !tab.Holds(3) || tab.Holds(4) {
+		if tab.Holds(1) || tab.Holds(2) || !tab.Holds(3) || tab.Holds(4) {
 			t.Fatalf("files with locks %v", tab.Files())
 		}
 	})

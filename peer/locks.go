@@ -232,7 +232,13 @@ func (k *lockKeeper) serve(req lockRequest) (lockAnswer, error) {
 		}
 		return lockAnswer{Frontier: maps.Clone(m.frontier)}, nil
 	case "list":
-		return lockAnswer{Kept: k.table.All()}, nil
+		var kept []lock.FileLock
+		for _, fl := range k.table.All() {
+			if mine(fl.File) { // not copies of locks another keeper took over
+				kept = append(kept, fl)
+			}
+		}
+		return lockAnswer{Kept: kept}, nil
 	case "refresh":
 		if req.Session.Peer == "" || len(req.Held) > maxHeldLocks {
 			return lockAnswer{}, fmt.Errorf("lock refresh: bad session or %d locks", len(req.Held))
