@@ -313,6 +313,21 @@ func (m *Metrics) WatchUnsynced(fn func() int64) {
 	}, func() float64 { return float64(fn()) }))
 }
 
+// WatchNamespace registers reef_namespace_trash_entries and
+// reef_namespace_purged_entries_total, read from fn at every scrape: the
+// deleted entries the namespace holds in its trash, and those it purged
+// since the peer started. Call it at most once.
+func (m *Metrics) WatchNamespace(fn func() (trashed, purged int64)) {
+	m.r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "reef_namespace_trash_entries",
+		Help: "Deleted entries the namespace still holds (until no peer can need them: see docs/ARCHITECTURE.md).",
+	}, func() float64 { t, _ := fn(); return float64(t) }))
+	m.r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "reef_namespace_purged_entries_total",
+		Help: "Deleted entries purged from the namespace's trash since this peer started.",
+	}, func() float64 { _, p := fn(); return float64(p) }))
+}
+
 // SetStored sets reef_shards_stored and reef_bytes_stored: the shards and
 // bytes in this peer's block store.
 func (m *Metrics) SetStored(shards, bytes int64) {

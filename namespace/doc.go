@@ -119,6 +119,9 @@
 // a checkpoint covers them; OpsSince then returns ErrCompacted to a peer
 // that still lacks them, and that peer uses Snapshot/InstallSnapshot.
 //
+// Deleted entries leave the trash at a checkpoint once no op that could
+// bring them back can still come (purge.go; Config.TrashRetention).
+//
 // Limitation: a peer gone longer than 24 h no longer holds the horizon back.
 // If it comes back with ops older than the horizon, those ops are applied
 // late (after the base, with a warning) and different peers may then order

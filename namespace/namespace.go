@@ -51,6 +51,10 @@ type Config struct {
 	// Retention is how long ops are kept after a checkpoint covers them
 	// (0 = DefaultRetention).
 	Retention time.Duration
+	// TrashRetention is the least time a deleted entry stays in the trash
+	// before a checkpoint may purge it (0 = DefaultTrashRetention; see
+	// purge.go for the other conditions).
+	TrashRetention time.Duration
 	// LazySync writes ops without an fsync each; they reach the disk
 	// within SyncEvery, or at once on Sync. For peers whose durability
 	// comes from replication to several machines (the peer calls Sync for
@@ -102,6 +106,7 @@ func (q *seqSet) add(s uint64) {
 
 type peerInfo struct {
 	stable   Timestamp // clock of its latest report whose ops we all hold
+	acked    Timestamp // a base it was seen to hold every op up to (purge.go)
 	lastSeen time.Time
 	aheadAt  time.Time     // when its ops or clock were last refused as ahead (ErrClockAhead)
 	ahead    time.Duration // by how much, then
@@ -172,9 +177,11 @@ type Namespace struct {
 	foreign   bool     // an op from another origin was seen
 	opc       *opCache // recent ops' encodings, matching have (opcache.go)
 
-	// pmu guards peers.
-	pmu   sync.Mutex
-	peers map[string]*peerInfo
+	// pmu guards peers and ackSnaps. Taken before mu, never inside it.
+	pmu      sync.Mutex
+	peers    map[string]*peerInfo
+	ackSnaps []ackSnap // recent vectors with their bases (purge.go)
+	purged   int64     // trash entries purged since Open (atomic)
 
 	// smu guards subs and subsDone, and serializes publishing.
 	smu      sync.Mutex
@@ -197,6 +204,9 @@ func Open(cfg Config) (*Namespace, error) {
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
+	}
+	if cfg.TrashRetention <= 0 {
+		cfg.TrashRetention = DefaultTrashRetention
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -490,6 +500,7 @@ func (ns *Namespace) atBase(fn func(s *state)) {
 func (ns *Namespace) checkpointLocked() error {
 	ns.sinceCkpt = 0
 	h := ns.Horizon()
+	line := ns.purgeLine()
 	ns.mu.Lock()
 	n := 0
 	for n < len(ns.journal) && !h.Less(ns.journal[n].op.TS) {
@@ -500,13 +511,29 @@ func (ns *Namespace) checkpointLocked() error {
 	}
 	ns.journal = slices.Delete(ns.journal, 0, n)
 	base := ns.base
-	if !ns.hasCkpt || base != ns.ckptBase {
+	snap := ns.ackSnapLocked()
+	if base.Less(line) {
+		line = base
+	}
+	before := ns.clock.now() - int64(ns.cfg.TrashRetention)
+	refNodes, refInodes := ns.journalRefs()
+	keep := func(id NodeID, ino InodeID) bool { return refNodes[id] || refInodes[ino] }
+	due := ns.trashDueLocked(line, before, keep)
+	if !ns.hasCkpt || base != ns.ckptBase || due {
 		var w ckptWrite
+		purged := 0
 		ns.atBase(func(s *state) {
+			if due {
+				purged = s.purgeTrash(line, before, keep)
+			}
 			// Encode now: the state changes again when atBase returns.
 			w = ns.encodeForStore(&checkpoint{base: ns.base, baseVV: ns.baseVV, st: s})
 		})
 		ns.mu.Unlock()
+		if purged > 0 {
+			atomic.AddInt64(&ns.purged, int64(purged))
+			ns.log.Info("namespace: purged deleted entries no peer can need any more", "entries", purged, "deleted_before", time.Unix(0, line.Wall).UTC())
+		}
 		if err := ns.writeCheckpoint(w); err != nil {
 			return err
 		}
@@ -514,6 +541,7 @@ func (ns *Namespace) checkpointLocked() error {
 	} else {
 		ns.mu.Unlock()
 	}
+	ns.addAckSnap(snap)
 	cut := Timestamp{Wall: time.Now().Add(-ns.cfg.Retention).UnixNano()}
 	if base.Less(cut) {
 		cut = base
@@ -654,6 +682,13 @@ func (ns *Namespace) ObservePeer(peer string, vv map[string]uint64, clock Timest
 	p.lastSeen = time.Now()
 	if ok && p.stable.Less(clock) {
 		p.stable = clock
+	}
+	if ok {
+		// Both ways in one exchange: it holds all we held at some base,
+		// and we hold all it holds (purge.go).
+		if a := ns.ackedByLocked(vv); p.acked.Less(a) {
+			p.acked = a
+		}
 	}
 }
 
@@ -838,6 +873,7 @@ func (ns *Namespace) Stats() Stats {
 	}
 	st.Inodes = len(liveInodes)
 	st.Base = ns.base
+	st.Purged = atomic.LoadInt64(&ns.purged)
 	return st
 }
 

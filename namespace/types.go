@@ -433,6 +433,7 @@ type Stats struct {
 	Nodes     int   // live dentries (excluding the root)
 	Inodes    int   // live inodes (including the root)
 	Trashed   int   // dentries held in the trash
+	Purged    int64 // trash entries purged since Open
 	Ops       int64 // ops in the durable log
 	UndoOps   int   // ops in the in-memory undo log (newer than the horizon)
 	FileBytes int64 // sum of live files' sizes

@@ -65,6 +65,10 @@ type Config struct {
 	ScrubRate   int64         // bytes/s of the scheduled scrub; 0 means 8 MB/s
 	ScrubEvery  time.Duration // between scheduled scrub passes; 0 means 24h, < 0 never
 	MaintEvery  time.Duration // between repair/rebalance passes; 0 means 30s
+	// TrashRetention is the least time a deleted entry stays in the
+	// namespace's trash before it is purged; 0 means
+	// namespace.DefaultTrashRetention.
+	TrashRetention time.Duration
 	// ShardSyncEvery bounds how long a lazily written shard stays unsynced
 	// (blockstore.Options.SyncEvery); 0 means 100ms.
 	ShardSyncEvery time.Duration
@@ -148,6 +152,10 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		return nil, fmt.Errorf("peer: %w", err)
 	}
 	p.metrics.WatchUnsynced(func() int64 { return p.bs.Stats().Unsynced })
+	p.metrics.WatchNamespace(func() (int64, int64) {
+		st := p.ns.Stats()
+		return int64(st.Trashed), st.Purged
+	})
 	p.capAuto = p.cfg.Capacity <= 0
 	p.capacity.Store(p.cfg.Capacity)
 	p.refreshCapacity()
@@ -160,15 +168,16 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	p.locks = newLockKeeper(p)
 	p.maint = newMaint(p)
 	p.ns, err = namespace.Open(namespace.Config{
-		Dir:       filepath.Join(cfg.DataDir, "namespace"),
-		Peer:      id,
-		Seal:      func(b []byte) ([]byte, error) { return cfg.Keys.SealRecord(nil, b) },
-		SealTo:    cfg.Keys.SealRecord,
-		Open:      cfg.Keys.Open,
-		Replicate: p.repl.enqueue,
-		LazySync:  true,
-		Observe:   p.metrics.ObserveNS,
-		Logger:    p.log.With("component", "namespace"),
+		Dir:            filepath.Join(cfg.DataDir, "namespace"),
+		Peer:           id,
+		Seal:           func(b []byte) ([]byte, error) { return cfg.Keys.SealRecord(nil, b) },
+		SealTo:         cfg.Keys.SealRecord,
+		Open:           cfg.Keys.Open,
+		Replicate:      p.repl.enqueue,
+		LazySync:       true,
+		Observe:        p.metrics.ObserveNS,
+		TrashRetention: cfg.TrashRetention,
+		Logger:         p.log.With("component", "namespace"),
 	})
 	if err != nil {
 		p.ln.Close()
@@ -250,8 +259,9 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	go func() { defer p.wg.Done(); p.antiEntropy() }()
 	go func() { defer p.wg.Done(); p.repl.run() }()
 	go func() { defer p.wg.Done(); p.maint.run() }()
-	p.wg.Add(1)
+	p.wg.Add(2)
 	go func() { defer p.wg.Done(); p.locks.run() }()
+	go func() { defer p.wg.Done(); p.checkpointLoop() }()
 	if cfg.Mount != "" {
 		if err := p.startMount(ctx); err != nil {
 			p.Shutdown(context.Background())
@@ -578,4 +588,28 @@ func diskFree(dir string) int64 {
 		return -1
 	}
 	return int64(s.Bavail) * s.Bsize
+}
+
+// checkpointLoop checkpoints the namespace on a timer, not only every
+// namespace.DefaultCheckpointEvery ops: a checkpoint is when deleted
+// entries are purged from the trash (namespace/purge.go), and a volume
+// that went quiet after a big deletion would otherwise keep them until
+// the next burst of changes. Every half TrashRetention, within [1s, 5m].
+func (p *Peer) checkpointLoop() {
+	r := p.cfg.TrashRetention
+	if r <= 0 {
+		r = namespace.DefaultTrashRetention
+	}
+	t := time.NewTicker(min(max(r/2, time.Second), 5*time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		if err := p.ns.Checkpoint(); err != nil && !errors.Is(err, namespace.ErrClosed) {
+			p.log.Warn("namespace checkpoint", "err", err)
+		}
+	}
 }

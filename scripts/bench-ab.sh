@@ -25,7 +25,8 @@
 # page faults and context switches (all threads) during it are printed too. With PERF_FILE set, `perf record -a -g`
 # samples the whole machine into it for PROFILE_SECONDS from the start
 # (PERF_ARGS replaces "-a -g": "-a -g -e page-faults" counts faults instead). MOUNT_ENV and PEER_ENV are
-# VAR=value words set for the mounting peer and the others. Meant for a
+# VAR=value words set for the mounting peer and the others. With MOUNT2 set,
+# peer 2 mounts too (idle), as in bench-fs: every change is then pushed to it. Meant for a
 # quiet machine: these VMs are noisy, compare runs of one invocation only.
 set -euo pipefail
 [ $# -ge 3 ] || { echo "usage: $0 write|read|untar|small|medium|idle ROUNDS BIN..." >&2; exit 2; }
@@ -49,7 +50,9 @@ stop_cluster() {
 		kill -KILL "$p" 2>/dev/null || true
 	done
 	pids=()
-	if grep -qs " $work/c/mnt " /proc/mounts; then "$fusermount" -uz "$work/c/mnt" || true; fi
+	for m in mnt mnt2; do
+		if grep -qs " $work/c/$m " /proc/mounts; then "$fusermount" -uz "$work/c/$m" || true; fi
+	done
 	grep -qs " $work/" /proc/mounts || rm -rf "$work/c"
 }
 trap 'stop_cluster; grep -qs " $work/" /proc/mounts || rm -rf "$work"' EXIT
@@ -69,13 +72,14 @@ busy() { awk '/^cpu / { print $2 + $3 + $4 + $6 + $7 + $8 }' /proc/stat; }
 
 run() {
 	local bin=$1 d=$work/c i base t0 t1 el
-	mkdir -p "$d/mnt"
+	mkdir -p "$d/mnt" "$d/mnt2"
 	"$bin" init --key "$d/key" >/dev/null
 	base=$((8400 + 2 * (RANDOM % 100)))
 	for i in 1 2 3 4 5 6; do
 		local extra=()
 		[ "$i" -gt 1 ] && extra+=(--join "127.0.0.1:$((base + 1))")
 		[ "$i" = 1 ] && extra+=(--mount "$d/mnt")
+		[ "$i" = 2 ] && [ -n "${MOUNT2:-}" ] && extra+=(--mount "$d/mnt2")
 		local envs=()
 		if [ "$i" = 1 ]; then envs=(${MOUNT_ENV:-}); else envs=(${PEER_ENV:-}); fi
 		env "${envs[@]}" setsid "$bin" serve --data "$d/p$i" --key "$d/key" --name "peer$i" \

@@ -36,6 +36,10 @@ gone() {
 case "$cmd" in
 start)
 	mkdir -p "$dir/logs"
+	# A module boundary: go's ./... patterns (make vet, make test) stop here
+	# instead of walking into the mounts, where users keep their own trees
+	# (Go's own sources untarred there broke `go vet ./...`).
+	[ -e "$dir/go.mod" ] || printf 'module reef.invalid/run\n' >"$dir/go.mod"
 	[ -f "$dir/volume.key" ] || "$bin" init --key "$dir/volume.key" >/dev/null
 	for i in $(seq 1 "$n"); do
 		pidf="$dir/peer$i.pid"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/reefproject/reef/blockstore"
 	"github.com/reefproject/reef/crypt"
+	"github.com/reefproject/reef/namespace"
 	"github.com/reefproject/reef/peer"
 )
 
@@ -21,6 +22,7 @@ type serveOptions struct {
 	join                                                   []string
 	capacity, repairRate, scrubRate, cache                 int64
 	repairAfter, scrubEvery, maintEvery, shardSyncEvery    time.Duration
+	trashRetention                                         time.Duration
 	k, m, quorum                                           int
 }
 
@@ -45,6 +47,7 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Var(sizeFlag{&o.scrubRate}, "scrub-rate", "bytes per second of the scheduled scrub (default 8M)")
 	fs.DurationVar(&o.scrubEvery, "scrub-every", 24*time.Hour, "time between scheduled scrub passes (0 disables)")
 	fs.DurationVar(&o.maintEvery, "maint-every", 30*time.Second, "time between repair and rebalance passes")
+	fs.DurationVar(&o.trashRetention, "trash-retention", namespace.DefaultTrashRetention, "least time a deleted file's entry is kept (for changes made concurrently on other peers) before it is purged")
 	fs.DurationVar(&o.shardSyncEvery, "shard-sync-every", blockstore.DefaultSyncEvery, "longest a file's shard stays written but not synced to disk (fsync(2) on a mount syncs at once)")
 	fs.StringVar(&o.mount, "mount", "", "mount the volume at this directory (FUSE); unmounted on SIGTERM/SIGINT")
 	fs.Var(sizeFlag{&o.cache}, "cache", "bytes of decoded chunks kept in memory for reads (default 512M with --mount, else 128M)")
@@ -74,7 +77,7 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		DataDir: o.data, Name: o.name, Listen: o.listen, Gossip: o.gossip, Join: o.join, Zone: o.zone,
 		Capacity: o.capacity, K: o.k, M: o.m, WriteQuorum: o.quorum, Keys: keys, Logger: log, Mount: o.mount,
 		RepairAfter: o.repairAfter, RepairRate: o.repairRate, ScrubRate: o.scrubRate, ScrubEvery: scrubEvery(o.scrubEvery), MaintEvery: o.maintEvery,
-		ShardSyncEvery: o.shardSyncEvery, CacheBytes: o.cache,
+		ShardSyncEvery: o.shardSyncEvery, CacheBytes: o.cache, TrashRetention: o.trashRetention,
 	})
 	if err != nil {
 		return err
