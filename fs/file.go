@@ -364,6 +364,7 @@ type openFile struct {
 
 	// Lazy staging of a big chunked file.
 	old        [32]byte       // manifest the unchanged blocks come from; zero: staging holds everything
+	pinned     [32]byte       // the old manifest pinned with the Content (keepOld)
 	oldZero    int64          // bytes of holes in old (namespace.Content.Zero)
 	cut        int64          // old content is valid below this offset only
 	have       map[int64]bool // blocks (lazyBlock bytes) present in staging
@@ -487,6 +488,7 @@ func (of *openFile) refresh() {
 	of.staging.Close()
 	of.staging = nil
 	of.old, of.oldZero, of.cut, of.have = [32]byte{}, 0, 0, nil
+	of.keepOld()
 	of.publish()
 }
 
@@ -514,6 +516,7 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 		of.staging, of.size = st, n
 		of.publish()
 		of.old, of.oldZero, of.cut, of.have = in.Content.Manifest, in.Content.Zero, n, map[int64]bool{}
+		of.keepOld()
 		of.dirty, of.seq = false, false
 		if n != in.Size {
 			of.markDirty(n, in.Size)
@@ -533,6 +536,7 @@ func (of *openFile) stage(ctx context.Context, keep int64) error {
 		}
 	}
 	of.staging, of.size, of.old, of.oldZero = st, n, [32]byte{}, 0
+	of.keepOld()
 	of.publish()
 	of.dirty = false
 	if n != in.Size {
@@ -698,6 +702,7 @@ func (of *openFile) truncate(ctx context.Context, size int64) (bool, error) {
 			return false, of.lost
 		}
 		of.lost, of.old, of.oldZero, of.have = nil, [32]byte{}, 0, nil
+		of.keepOld()
 	}
 	if size == of.size {
 		return size != prev, nil
@@ -814,8 +819,29 @@ func (of *openFile) commit(ctx context.Context) error {
 	if of.old != ([32]byte{}) && c.Manifest != ([32]byte{}) {
 		// Unstaged blocks now come from the new version: same bytes.
 		of.old, of.oldZero, of.cut = c.Manifest, c.Zero, of.size
+		of.keepOld()
 	}
 	return nil
+}
+
+// keepOld pins of.old with the Content, if it is a Pinner, in place of
+// the manifest pinned before: while the file is open here, unchanged
+// blocks are read from that version and a rewrite reuses its chunks, so
+// the peers must not collect them even once another mount has replaced
+// the version. Holds of.mu; called after every change of of.old.
+func (of *openFile) keepOld() {
+	if of.old == of.pinned {
+		return
+	}
+	if p, ok := of.fs.cfg.Content.(Pinner); ok {
+		if of.pinned != ([32]byte{}) {
+			p.Unpin(of.pinned)
+		}
+		if of.old != ([32]byte{}) {
+			p.Pin(of.old)
+		}
+	}
+	of.pinned = of.old
 }
 
 // Handle is one open of a file.
@@ -1175,6 +1201,8 @@ func (h *Handle) release(ctx context.Context) error {
 		h.of.staging = nil
 		h.of.publish()
 	}
+	h.of.old = [32]byte{}
+	h.of.keepOld()
 	h.of.mu.Unlock()
 	if unlinked(err) {
 		return nil

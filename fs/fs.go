@@ -51,6 +51,14 @@ type Content interface {
 	StoreRange(ctx context.Context, base [32]byte, r io.ReaderAt, size, dirtyStart, dirtyEnd int64) (Stored, error)
 }
 
+// Pinner is implemented by a Content whose unreferenced chunks may be
+// collected: the mount pins the manifest an open file reads its unchanged
+// blocks from, for as long as it does.
+type Pinner interface {
+	Pin(manifest [32]byte)
+	Unpin(manifest [32]byte)
+}
+
 // Stored is what storing a file's content gave.
 type Stored struct {
 	Manifest [32]byte

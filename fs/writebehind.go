@@ -334,6 +334,7 @@ func (of *openFile) adopt(st Stored) error {
 		return err
 	}
 	of.old, of.oldZero, of.cut, of.have = st.Manifest, st.Zero, of.size, map[int64]bool{}
+	of.keepOld()
 	of.dirtyStart, of.dirtyEnd = 1<<62, 0
 	of.seq = false
 	return nil

@@ -328,6 +328,22 @@ func (m *Metrics) WatchNamespace(fn func() (trashed, purged int64)) {
 	}, func() float64 { _, p := fn(); return float64(p) }))
 }
 
+// WatchGC registers reef_gc_candidate_chunks and
+// reef_gc_deleted_shards_total, read from fn at every scrape: chunks this
+// peer holds shards of that nothing referenced when last looked at
+// (deleted once their grace is over), and the shards it deleted since it
+// started. Call it at most once.
+func (m *Metrics) WatchGC(fn func() (candidates, deleted int64)) {
+	m.r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "reef_gc_candidate_chunks",
+		Help: "Chunks this peer holds shards of that no file referenced when last looked at; their shards are deleted after the grace period unless something uses them again.",
+	}, func() float64 { c, _ := fn(); return float64(c) }))
+	m.r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "reef_gc_deleted_shards_total",
+		Help: "Shards of chunks nothing references deleted by this peer since it started.",
+	}, func() float64 { _, d := fn(); return float64(d) }))
+}
+
 // SetStored sets reef_shards_stored and reef_bytes_stored: the shards and
 // bytes in this peer's block store.
 func (m *Metrics) SetStored(shards, bytes int64) {

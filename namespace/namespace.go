@@ -51,6 +51,10 @@ type Config struct {
 	// Retention is how long ops are kept after a checkpoint covers them
 	// (0 = DefaultRetention).
 	Retention time.Duration
+	// TrackDropped counts the inodes pointing at each manifest, so that
+	// TakeDropped can tell chunk collection which ones no inode points at
+	// any more (content replaced, inode purged or gone with a snapshot).
+	TrackDropped bool
 	// TrashRetention is the least time a deleted entry stays in the trash
 	// before a checkpoint may purge it (0 = DefaultTrashRetention; see
 	// purge.go for the other conditions).
@@ -107,6 +111,7 @@ func (q *seqSet) add(s uint64) {
 type peerInfo struct {
 	stable   Timestamp // clock of its latest report whose ops we all hold
 	acked    Timestamp // a base it was seen to hold every op up to (purge.go)
+	heldAll  time.Time // when an exchange last found us holding every op it held
 	lastSeen time.Time
 	aheadAt  time.Time     // when its ops or clock were last refused as ahead (ErrClockAhead)
 	ahead    time.Duration // by how much, then
@@ -286,6 +291,9 @@ func (ns *Namespace) load() error {
 	comp, err := ns.db.loadCompacted()
 	if err != nil {
 		return err
+	}
+	if ns.cfg.TrackDropped {
+		c.st.trackManifests()
 	}
 	ns.s, ns.base, ns.baseVV, ns.compacted = c.st, c.base, c.baseVV, comp
 	ns.have = map[string]*seqSet{}
@@ -684,6 +692,7 @@ func (ns *Namespace) ObservePeer(peer string, vv map[string]uint64, clock Timest
 		p.stable = clock
 	}
 	if ok {
+		p.heldAll = time.Now()
 		// Both ways in one exchange: it holds all we held at some base,
 		// and we hold all it holds (purge.go).
 		if a := ns.ackedByLocked(vv); p.acked.Less(a) {
@@ -875,6 +884,53 @@ func (ns *Namespace) Stats() Stats {
 	st.Base = ns.base
 	st.Purged = atomic.LoadInt64(&ns.purged)
 	return st
+}
+
+// TakeDropped returns the manifests that inodes pointed at and no inode
+// points at now, since the last call (or Open), and forgets them. Nil
+// without Config.TrackDropped. Hints only: a manifest can be named again
+// later (an undone op, another file with the same content).
+func (ns *Namespace) TakeDropped() [][32]byte {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	var out [][32]byte
+	for m := range ns.s.gone {
+		if ns.s.mrefs[m] == 0 {
+			out = append(out, m)
+		}
+	}
+	if ns.s.gone != nil {
+		clear(ns.s.gone)
+	}
+	return out
+}
+
+// HeldAll returns when an exchange with peer (ObservePeer) last found this
+// namespace holding every op the peer held; zero if never.
+func (ns *Namespace) HeldAll(peer string) time.Time {
+	ns.pmu.Lock()
+	defer ns.pmu.Unlock()
+	if p := ns.peers[peer]; p != nil {
+		return p.heldAll
+	}
+	return time.Time{}
+}
+
+// Manifests returns the manifest of every inode that has one, the
+// trash's and the orphans' included: every root of chunked content the
+// namespace references.
+func (ns *Namespace) Manifests() [][32]byte {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	seen := make(map[[32]byte]bool)
+	var out [][32]byte
+	for _, in := range ns.s.inodes {
+		if m := in.Content.Manifest; m != ([32]byte{}) && !seen[m] {
+			seen[m] = true
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // VersionVector returns the highest contiguous Seq received per origin.

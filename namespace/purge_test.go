@@ -1,6 +1,7 @@
 package namespace
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,4 +125,64 @@ func TestPurgeWaitsForEveryPeer(t *testing.T) {
 	if v := view(t, a.Namespace); v != view(t, b.Namespace) {
 		t.Fatalf("visible trees differ after the purge:\n%s\n%s", v, view(t, b.Namespace))
 	}
+}
+
+func TestTakeDropped(t *testing.T) {
+	cfg := Config{Dir: t.TempDir(), Peer: "a", TrackDropped: true}
+	ns, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { ns.Close() }()
+	m := func(b byte) [32]byte { return [32]byte{b} }
+	set := func(ino InodeID, base Timestamp, man [32]byte) Inode {
+		t.Helper()
+		in, err := ns.SetContent(bg, ino, Content{Size: 10 << 20, Manifest: man}, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	take := func(step string, want ...[32]byte) {
+		t.Helper()
+		got := ns.TakeDropped()
+		slices.SortFunc(got, func(a, b [32]byte) int { return int(a[0]) - int(b[0]) })
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: dropped %x, want %x", step, got, want)
+		}
+	}
+	f := mustCreate(t, ns, RootID, "f", File)
+	g := mustCreate(t, ns, RootID, "g", File)
+	in := set(f.Inode.ID, f.Inode.Version, m(1))
+	set(g.Inode.ID, g.Inode.Version, m(1)) // the same content in another file
+	take("nothing replaced yet")
+	in = set(f.Inode.ID, in.Version, m(2))
+	take("m1 still in g")
+	// A stale base: the replaced version becomes a conflict copy, which
+	// keeps pointing at m2.
+	set(f.Inode.ID, f.Inode.Version, m(3))
+	take("m2 kept by the conflict copy")
+	if err := ns.Remove(bg, RootID, "g", false); err != nil {
+		t.Fatal(err)
+	}
+	take("g in the trash still points at m1")
+	ns.clock.now = func() int64 { return time.Now().Add(2 * DefaultTrashRetention).UnixNano() }
+	if err := ns.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	take("g purged", m(1))
+	take("taken once")
+	// Reopened, the counts are rebuilt from the checkpoint.
+	if err := ns.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ns, err = Open(cfg); err != nil {
+		t.Fatal(err)
+	}
+	in, err = ns.GetInode(f.Inode.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set(f.Inode.ID, in.Version, m(4))
+	take("after a reopen", m(3))
 }

@@ -373,6 +373,21 @@ func (ns *Namespace) InstallSnapshot(b []byte) error {
 	}
 	ns.hasCkpt, ns.ckptBase = true, c.base
 	ns.mu.Lock()
+	if ns.cfg.TrackDropped {
+		// What the old state referenced and the snapshot does not (files
+		// deleted or overwritten while this peer was behind) is dropped.
+		c.st.trackManifests()
+		for m := range ns.s.mrefs {
+			if c.st.mrefs[m] == 0 {
+				c.st.gone[m] = true
+			}
+		}
+		for m := range ns.s.gone {
+			if c.st.mrefs[m] == 0 {
+				c.st.gone[m] = true
+			}
+		}
+	}
 	ns.s, ns.journal, ns.base, ns.baseVV, ns.compacted = c.st, nil, c.base, c.baseVV, comp
 	ns.have = cover
 	ns.opc.reset(cover)

@@ -66,6 +66,20 @@ type state struct {
 
 	rec     *[]undoRec // where mutations are recorded; nil = not recording
 	changes *changeSet // where changes are reported; nil = not reporting
+	// With Config.TrackDropped: how many inodes point at each manifest,
+	// and those no inode points at any more (Namespace.TakeDropped).
+	mrefs map[[32]byte]int
+	gone  map[[32]byte]bool
+}
+
+// trackManifests starts counting the inodes that point at each manifest.
+func (s *state) trackManifests() {
+	s.mrefs, s.gone = map[[32]byte]int{}, map[[32]byte]bool{}
+	for _, in := range s.inodes {
+		if m := in.Content.Manifest; m != ([32]byte{}) {
+			s.mrefs[m]++
+		}
+	}
 }
 
 func newState() *state {
@@ -130,6 +144,27 @@ func (s *state) setInode(id InodeID, in *Inode) {
 }
 
 func (s *state) setInodeRaw(id InodeID, in *Inode) {
+	if s.mrefs != nil {
+		var was, is [32]byte
+		if old := s.inodes[id]; old != nil {
+			was = old.Content.Manifest
+		}
+		if in != nil {
+			is = in.Content.Manifest
+		}
+		if was != is {
+			if was != ([32]byte{}) {
+				if s.mrefs[was]--; s.mrefs[was] <= 0 {
+					delete(s.mrefs, was)
+					s.gone[was] = true
+				}
+			}
+			if is != ([32]byte{}) {
+				s.mrefs[is]++
+				delete(s.gone, is)
+			}
+		}
+	}
 	if s.changes != nil {
 		s.changes.inode(id)
 	}

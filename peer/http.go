@@ -38,6 +38,7 @@ func (p *Peer) routes() http.Handler {
 	mux.HandleFunc("GET /v1/files/{addr}", in("get_file", p.clientOnly(p.handleGetFile)))
 	mux.HandleFunc("GET /v1/status", in("status", p.clientOnly(p.handleStatus)))
 	mux.HandleFunc("GET /v1/inventory", p.peerOnly(p.handleInventory))
+	mux.HandleFunc("GET /v1/gc/pins", p.peerOnly(p.handleGCPins))
 	mux.HandleFunc("GET /v1/health", p.clientOnly(p.handleHealth))
 	mux.HandleFunc("GET /v1/locks", in("locks", p.clientOnly(p.handleLocks)))
 	mux.HandleFunc("/v1/repair", p.clientOnly(p.handleRepair))
@@ -96,6 +97,7 @@ func (p *Peer) handlePutShard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lazy := r.URL.Query().Get("lazy") == "1"
+	p.gc.touch(k.Addr)
 	// Answer before the body is sent when the shard is here already.
 	if has, err := p.bs.Has(r.Context(), shardKey(k)); err == nil && has {
 		if err := p.heldDurably(r.Context(), lazy); err != nil {

@@ -130,6 +130,11 @@ func (m *maint) pass(ctx context.Context) {
 	if rerr := m.rebalance(ctx); err == nil {
 		err = rerr
 	}
+	if m.p.gc != nil && !m.isDraining() {
+		if gerr := m.p.gc.step(ctx); err == nil {
+			err = gerr
+		}
+	}
 	m.p.metrics.SetRepairQueue(0)
 	m.mu.Lock()
 	if err != nil && ctx.Err() == nil {

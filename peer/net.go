@@ -292,6 +292,7 @@ func drain(resp *http.Response) {
 var ErrFull = errors.New("peer is full")
 
 func (p *Peer) putLocal(ctx context.Context, k store.ShardKey, shard []byte, lazy bool) (bool, error) {
+	p.gc.touch(k.Addr) // a writer uses the chunk: not collected now (gc.go)
 	key := shardKey(k)
 	has, err := p.bs.Has(ctx, key)
 	if err != nil {

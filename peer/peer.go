@@ -69,6 +69,10 @@ type Config struct {
 	// namespace's trash before it is purged; 0 means
 	// namespace.DefaultTrashRetention.
 	TrashRetention time.Duration
+	// GCGrace is how long a chunk nothing references any more waits
+	// before the shards this peer holds of it are deleted (gc.go); 0 means
+	// DefaultGCGrace, negative disables chunk collection.
+	GCGrace time.Duration
 	// ShardSyncEvery bounds how long a lazily written shard stays unsynced
 	// (blockstore.Options.SyncEvery); 0 means 100ms.
 	ShardSyncEvery time.Duration
@@ -102,6 +106,7 @@ type Peer struct {
 	ns       *namespace.Namespace
 	repl     *replicator
 	maint    *maint
+	gc       *collector // nil: chunks are not collected (gc.go)
 	metrics  *metrics.Metrics
 	streams  streamSet    // connections served as streams (stream.go)
 	served   bufpool.Pool // buffers of shards being served (handleGetShard)
@@ -147,6 +152,9 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	if cfg.MaintEvery <= 0 {
 		cfg.MaintEvery = 30 * time.Second
 	}
+	if cfg.GCGrace == 0 {
+		cfg.GCGrace = DefaultGCGrace
+	}
 	p := &Peer{cfg: cfg, id: id, log: cfg.Logger.With("peer", id), stop: make(chan struct{}), metrics: metrics.New(id)}
 	if p.bs, err = blockstore.Open(filepath.Join(cfg.DataDir, "shards"), blockstore.Options{Logger: p.log, SyncEvery: cfg.ShardSyncEvery}); err != nil {
 		return nil, fmt.Errorf("peer: %w", err)
@@ -156,6 +164,15 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		st := p.ns.Stats()
 		return int64(st.Trashed), st.Purged
 	})
+	if cfg.GCGrace > 0 {
+		p.gc = newCollector(p, cfg.GCGrace)
+		p.metrics.WatchGC(func() (int64, int64) {
+			p.gc.mu.Lock()
+			n := len(p.gc.cands)
+			p.gc.mu.Unlock()
+			return int64(n), p.gc.deleted.Load()
+		})
+	}
 	p.capAuto = p.cfg.Capacity <= 0
 	p.capacity.Store(p.cfg.Capacity)
 	p.refreshCapacity()
@@ -177,6 +194,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		LazySync:       true,
 		Observe:        p.metrics.ObserveNS,
 		TrashRetention: cfg.TrashRetention,
+		TrackDropped:   p.gc != nil,
 		Logger:         p.log.With("component", "namespace"),
 	})
 	if err != nil {
@@ -231,6 +249,7 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 		Members:     p.liveMembers,
 		Placement:   p.placementMembers,
 		Others:      p.otherMembers,
+		ZeroReuse:   zeroReuse(cfg.GCGrace),
 		Logger:      p.log,
 	})
 	if err != nil {
@@ -346,6 +365,9 @@ func (c contentAdapter) StoreRange(ctx context.Context, base [32]byte, r io.Read
 	a, st, err := c.s.PutRange(ctx, addr.Addr(base), r, size, start, end)
 	return fs.Stored{Manifest: a, Size: st.Size, Zero: st.Zero}, err
 }
+
+func (c contentAdapter) Pin(m [32]byte)   { c.s.Pin(addr.Addr(m)) }
+func (c contentAdapter) Unpin(m [32]byte) { c.s.Unpin(addr.Addr(m)) }
 
 func (c contentAdapter) Seek(ctx context.Context, m [32]byte, off int64, hole bool) (int64, bool, error) {
 	return c.s.Seek(ctx, addr.Addr(m), off, hole)
@@ -612,4 +634,13 @@ func (p *Peer) checkpointLoop() {
 			p.log.Warn("namespace checkpoint", "err", err)
 		}
 	}
+}
+
+// zeroReuse is store.Config.ZeroReuse for a chunk collection grace: well
+// under it (see gc.go).
+func zeroReuse(grace time.Duration) time.Duration {
+	if grace <= 0 {
+		return 10 * time.Minute // nothing is collected
+	}
+	return min(10*time.Minute, max(grace/2, time.Second))
 }

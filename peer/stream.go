@@ -179,6 +179,7 @@ func (p *Peer) streamShard(kind byte, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), shardTimeout)
 	defer cancel()
 	if kind == frameShardHas {
+		p.gc.touch(k.Addr) // a writer's dedup check: it may use the chunk
 		has, err := p.bs.Has(ctx, shardKey(k))
 		if err != nil || !has {
 			return []byte{0}, err

@@ -2,6 +2,7 @@
 # cluster.sh start DIR N | stop DIR — a local reef cluster for `make run`.
 # Peers run in the background on 127.0.0.1..N, ports 7400 (data) and 7401
 # (gossip) on each address, with their data, key and logs under DIR.
+# REEF_SERVE_FLAGS adds flags to every peer's `reef serve`.
 set -euo pipefail
 cmd=${1:-}; dir=${2:-run}; n=${3:-6}
 bin=$(cd "$(dirname "$0")/.." && pwd)/bin/reef
@@ -56,7 +57,7 @@ start)
 		fi
 		: > "$dir/logs/peer$i.out"
 		nohup "$bin" serve --data "$dir/peer$i" --key "$dir/volume.key" --name "peer$i" \
-			--listen "127.0.0.$i:7400" --gossip "127.0.0.$i:7401" "${join[@]}" "${mnt[@]}" \
+			--listen "127.0.0.$i:7400" --gossip "127.0.0.$i:7401" "${join[@]}" "${mnt[@]}" ${REEF_SERVE_FLAGS:-} \
 			>"$dir/logs/peer$i.out" 2>"$dir/logs/peer$i.log" </dev/null &
 		echo $! > "$pidf"
 	done

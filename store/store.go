@@ -94,7 +94,11 @@ type Config struct {
 	Parallel   int           // chunks in flight per file; 0 means 8
 	HedgeAfter time.Duration // a shard read slower than this gets a hedge request; 0 means 500ms
 	CacheBytes int64         // decoded chunks kept for ReadAt; 0 means 128 MiB
-	Logger     *slog.Logger
+	// ZeroReuse is how long a stored chunk of zeros is reused by later
+	// holes without being written again (zeroEntry); 0 means 10 minutes.
+	// It must stay under the grace of the peers' chunk collection.
+	ZeroReuse time.Duration
+	Logger    *slog.Logger
 }
 
 // Store reads and writes files through the cluster.
@@ -113,8 +117,10 @@ type Store struct {
 	log     *slog.Logger
 	cache   *readCache
 
+	pins      pins                 // what a chunk collector must leave (pins.go)
 	zeroMu    sync.Mutex           // guards zeros and zeroAddrs
 	zeros     map[int]Entry        // zero chunks stored, by length (upload.go)
+	zeroAt    map[int]time.Time    // when each was stored
 	zeroAddrs map[int64]addr.Addr  // addresses of zero chunks, by length (zeroBytes)
 	zeroCut   int                  // Chunking.ZeroCut(): the length of a hole's chunks
 	slowMu    sync.Mutex           // guards slow
@@ -143,6 +149,9 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.Chunking == (chunker.Params{}) {
 		cfg.Chunking = chunker.DefaultParams()
+	}
+	if cfg.ZeroReuse <= 0 {
+		cfg.ZeroReuse = 10 * time.Minute
 	}
 	if err := cfg.Chunking.Validate(); err != nil {
 		return nil, fmt.Errorf("store: %w", err)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/reefproject/reef/addr"
 	"github.com/reefproject/reef/chunker"
@@ -31,7 +32,16 @@ type upload struct {
 
 	mu      sync.Mutex
 	nw, dup int
+	pinned  []addr.Addr  // chunks pinned for the upload (pins.go), released by finish
 	zero    atomic.Int64 // bytes in the zero chunks given to chunk and owned
+}
+
+// pin pins a for the rest of the upload.
+func (u *upload) pin(a addr.Addr) {
+	u.s.pins.chunk(a)
+	u.mu.Lock()
+	u.pinned = append(u.pinned, a)
+	u.mu.Unlock()
 }
 
 func (s *Store) newUpload(ctx context.Context) *upload {
@@ -50,6 +60,7 @@ func (u *upload) chunk(c []byte) *Entry {
 		// A hole: the zero chunk of this length is stored already (every
 		// hole of a sparse file, and of every file, is the same chunk).
 		if e, ok := u.s.zeroEntry(len(c)); ok {
+			u.pin(e.Addr) // referenced without a write: no holder sees it
 			return &e
 		}
 	}
@@ -110,6 +121,7 @@ func (u *upload) blob(a addr.Addr, blob []byte, done func()) {
 }
 
 func (u *upload) stripe(a addr.Addr, blob []byte) error {
+	u.pin(a)
 	nw, dup, err := u.s.storeStripe(u.ctx, a, blob)
 	u.mu.Lock()
 	u.nw += nw
@@ -132,7 +144,10 @@ func (u *upload) finish(ctx context.Context, readErr, merr error) (nw, dup int, 
 	err = u.g.Wait()
 	u.mu.Lock()
 	nw, dup = u.nw, u.dup
+	pinned := u.pinned
+	u.pinned = nil
 	u.mu.Unlock()
+	u.s.pins.release(pinned)
 	switch {
 	case readErr != nil:
 		return nw, dup, fmt.Errorf("store: read input: %w", readErr)
@@ -209,12 +224,17 @@ func (s *Store) seal(plain []byte) ([]byte, func(), Entry, error) {
 }
 
 // zeroEntry returns the entry of the chunk of n zero bytes, if this store
-// has stored it (then its stripe is whole, and it is never deleted: chunks
-// are not collected).
+// stored it less than Config.ZeroReuse ago (its stripe is then whole).
+// Older, it is stored again: every write of it tells its holders it is in
+// use, and the peers' chunk collection deletes only what nobody wrote or
+// asked about for longer than its grace, which ZeroReuse stays under.
 func (s *Store) zeroEntry(n int) (Entry, bool) {
 	s.zeroMu.Lock()
 	defer s.zeroMu.Unlock()
 	e, ok := s.zeros[n]
+	if ok && time.Since(s.zeroAt[n]) > s.cfg.ZeroReuse {
+		return Entry{}, false
+	}
 	return e, ok
 }
 
@@ -274,9 +294,10 @@ func (s *Store) storedZero(e Entry) {
 	s.zeroMu.Lock()
 	defer s.zeroMu.Unlock()
 	if s.zeros == nil {
-		s.zeros = map[int]Entry{}
+		s.zeros, s.zeroAt = map[int]Entry{}, map[int]time.Time{}
 	}
-	if len(s.zeros) < 64 { // a hole's length is Max or its remainder: few
+	if _, ok := s.zeros[int(e.Length)]; ok || len(s.zeros) < 64 { // a hole's length is Max or its remainder: few
 		s.zeros[int(e.Length)] = e
+		s.zeroAt[int(e.Length)] = time.Now()
 	}
 }

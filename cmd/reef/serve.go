@@ -22,7 +22,7 @@ type serveOptions struct {
 	join                                                   []string
 	capacity, repairRate, scrubRate, cache                 int64
 	repairAfter, scrubEvery, maintEvery, shardSyncEvery    time.Duration
-	trashRetention                                         time.Duration
+	trashRetention, gcGrace                                time.Duration
 	k, m, quorum                                           int
 }
 
@@ -47,6 +47,7 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Var(sizeFlag{&o.scrubRate}, "scrub-rate", "bytes per second of the scheduled scrub (default 8M)")
 	fs.DurationVar(&o.scrubEvery, "scrub-every", 24*time.Hour, "time between scheduled scrub passes (0 disables)")
 	fs.DurationVar(&o.maintEvery, "maint-every", 30*time.Second, "time between repair and rebalance passes")
+	fs.DurationVar(&o.gcGrace, "gc-grace", peer.DefaultGCGrace, "delete the shards of chunks that no file references this long after they stopped being referenced (0 = never delete)")
 	fs.DurationVar(&o.trashRetention, "trash-retention", namespace.DefaultTrashRetention, "least time a deleted file's entry is kept (for changes made concurrently on other peers) before it is purged")
 	fs.DurationVar(&o.shardSyncEvery, "shard-sync-every", blockstore.DefaultSyncEvery, "longest a file's shard stays written but not synced to disk (fsync(2) on a mount syncs at once)")
 	fs.StringVar(&o.mount, "mount", "", "mount the volume at this directory (FUSE); unmounted on SIGTERM/SIGINT")
@@ -77,7 +78,7 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		DataDir: o.data, Name: o.name, Listen: o.listen, Gossip: o.gossip, Join: o.join, Zone: o.zone,
 		Capacity: o.capacity, K: o.k, M: o.m, WriteQuorum: o.quorum, Keys: keys, Logger: log, Mount: o.mount,
 		RepairAfter: o.repairAfter, RepairRate: o.repairRate, ScrubRate: o.scrubRate, ScrubEvery: scrubEvery(o.scrubEvery), MaintEvery: o.maintEvery,
-		ShardSyncEvery: o.shardSyncEvery, CacheBytes: o.cache, TrashRetention: o.trashRetention,
+		ShardSyncEvery: o.shardSyncEvery, CacheBytes: o.cache, TrashRetention: o.trashRetention, GCGrace: gcGrace(o.gcGrace),
 	})
 	if err != nil {
 		return err
@@ -102,6 +103,14 @@ func runServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 // scrubEvery maps the flag's 0 (disabled) to the peer's "never".
+// gcGrace maps the flag's 0 (never collect) to peer.Config's negative.
+func gcGrace(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
+}
+
 func scrubEvery(d time.Duration) time.Duration {
 	if d == 0 {
 		return -1
