@@ -636,7 +636,13 @@ func (ns *Namespace) Checkpoint() error {
 // Horizon returns the stability horizon: no op with a smaller Timestamp is
 // expected to arrive any more. See ObservePeer.
 func (ns *Namespace) Horizon() Timestamp {
-	h := ns.clock.Last()
+	return ns.lowest(ns.clock.Last(), func(p *peerInfo) Timestamp { return p.stable })
+}
+
+// lowest returns the lowest of h and of f over the peers heard from in
+// PeerHorizonWindow; zero when other peers exist and none was heard from
+// yet, h for a standalone namespace. Takes pmu, then mu for reading.
+func (ns *Namespace) lowest(h Timestamp, f func(*peerInfo) Timestamp) Timestamp {
 	ns.pmu.Lock()
 	defer ns.pmu.Unlock()
 	if len(ns.peers) == 0 {
@@ -653,8 +659,8 @@ func (ns *Namespace) Horizon() Timestamp {
 		if now.Sub(p.lastSeen) > PeerHorizonWindow {
 			continue
 		}
-		if p.stable.Less(h) {
-			h = p.stable
+		if v := f(p); v.Less(h) {
+			h = v
 		}
 	}
 	return h

@@ -95,30 +95,9 @@ func (ns *Namespace) ackedByLocked(vv map[string]uint64) Timestamp {
 // purgeLine returns the Timestamp at or below which deletes may be purged
 // as far as other peers go: the lowest acked point of the peers heard from
 // in PeerHorizonWindow (the caller also caps it at the base). Zero:
-// nothing may be purged. Takes pmu, then mu for reading.
+// nothing may be purged.
 func (ns *Namespace) purgeLine() Timestamp {
-	ns.pmu.Lock()
-	defer ns.pmu.Unlock()
-	line := Timestamp{Wall: 1<<63 - 1}
-	if len(ns.peers) == 0 {
-		ns.mu.RLock()
-		foreign := ns.foreign
-		ns.mu.RUnlock()
-		if foreign || ns.cfg.Replicate != nil {
-			return Timestamp{} // other peers exist, none heard from yet
-		}
-		return line // standalone
-	}
-	now := time.Now()
-	for _, p := range ns.peers {
-		if now.Sub(p.lastSeen) > PeerHorizonWindow {
-			continue
-		}
-		if p.acked.Less(line) {
-			line = p.acked
-		}
-	}
-	return line
+	return ns.lowest(Timestamp{Wall: 1<<63 - 1}, func(p *peerInfo) Timestamp { return p.acked })
 }
 
 // purgeTrash removes from s the trashed dentries deleted at or below line
