@@ -15,6 +15,7 @@
 # small files, N_UNTAR (N_SMALL) files of the Go source tree to untar (the
 # first N regular files of $(go env GOROOT)/src in path order; all of them if
 # N is larger), N_LS (10000) entries for ls/rm, N_VIS (200) visibility probes,
+# N_LOCK (2000) flock+write+unlock rounds,
 # STEP_TIMEOUT (600) seconds per command, BENCH_DIR (/tmp) where the temp dir
 # goes, REEF_BIN (bin/reef), LOG_LEVEL (warn) of the peers, KEEP=1 keeps the
 # temp dir (logs) afterwards.
@@ -28,9 +29,10 @@ n_small=${N_SMALL:-10000}
 n_untar=${N_UNTAR:-$n_small}
 n_ls=${N_LS:-10000}
 n_vis=${N_VIS:-200}
+n_lock=${N_LOCK:-2000}
 step_timeout=${STEP_TIMEOUT:-600}
 peers=6
-cmdline="SIZE_MB=$size_mb N_SMALL=$n_small N_UNTAR=$n_untar N_LS=$n_ls N_VIS=$n_vis STEP_TIMEOUT=$step_timeout $0${*:+ $*}"
+cmdline="SIZE_MB=$size_mb N_SMALL=$n_small N_UNTAR=$n_untar N_LS=$n_ls N_VIS=$n_vis N_LOCK=$n_lock STEP_TIMEOUT=$step_timeout $0${*:+ $*}"
 
 die() { echo "bench-fs: $*" >&2; exit 1; }
 [ -x "$bin" ] || die "$bin not found: run 'make build' first"
@@ -125,11 +127,13 @@ cat >"$work/helper/main.go" <<'EOF'
 //	fsbench small DIR N SIZE        creates DIR and N files of SIZE random bytes in it (create, write, close)
 //	fsbench count DIR               prints the number of entries of DIR (readdir only, no stat)
 //	fsbench readall DIR N           reads every file of DIR (open, read, close); fails unless there are N of SIZE 4096
+//	fsbench lock FILE N             N times: flock(LOCK_EX), an 8-byte pwrite of the count, flock(LOCK_UN)
 //	fsbench visible A B N TIMEOUT   N times: creates a new file in A, polls for it in B (stat, 1 ms sleep);
 //	                                prints p50, p99 and max ms from A's close to B's first successful stat
 package main
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand"
@@ -137,6 +141,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -149,13 +154,15 @@ func main() {
 		err = count(os.Args[2])
 	case len(os.Args) == 4 && os.Args[1] == "readall":
 		err = readall(os.Args[2], atoi(os.Args[3]))
+	case len(os.Args) == 4 && os.Args[1] == "lock":
+		err = lock(os.Args[2], atoi(os.Args[3]))
 	case len(os.Args) == 6 && os.Args[1] == "visible":
 		var d time.Duration
 		if d, err = time.ParseDuration(os.Args[5]); err == nil {
 			err = visible(os.Args[2], os.Args[3], atoi(os.Args[4]), d)
 		}
 	default:
-		err = fmt.Errorf("usage: fsbench small DIR N SIZE | count DIR | readall DIR N | visible A B N TIMEOUT")
+		err = fmt.Errorf("usage: fsbench small DIR N SIZE | count DIR | readall DIR N | lock FILE N | visible A B N TIMEOUT")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fsbench:", err)
@@ -184,6 +191,34 @@ func writeFile(name string, data []byte) error {
 		}
 	}
 	return f.Close()
+}
+
+func lock(name string, n int) error {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var b [8]byte
+	for i := 0; i < n; i++ {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			return err
+		}
+		binary.LittleEndian.PutUint64(b[:], uint64(i))
+		if _, err := f.WriteAt(b[:], 0); err != nil {
+			return err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_UN); err != nil {
+			return err
+		}
+	}
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		return err
+	}
+	if got := binary.LittleEndian.Uint64(b[:]); got != uint64(n-1) {
+		return fmt.Errorf("%s holds %d after %d locked writes", name, got, n)
+	}
+	return nil
 }
 
 func small(dir string, n, size int) error {
@@ -516,6 +551,15 @@ step_sparse() {
 	[ "$used" -lt 65536 ] || { echo "bench-fs:   WRONG RESULT: the copy through B takes $used KiB: written dense" >&2; return 1; }
 }
 
+# step_lock: flock, write, unlock in a loop on one file (each unlock makes
+# the write durable first on reef, so the next holder on any mount sees it).
+step_lock() {
+	timed "$fsb" lock "$loc/lockfile" "$n_lock"
+	put lock.local "$(rate "$n_lock" "$elapsed")"
+	timed "$fsb" lock "$mA/lockfile" "$n_lock"
+	put lock.reef "$(rate "$n_lock" "$elapsed")"
+}
+
 step_vis() {
 	local r
 	r=$(timeout --foreground "$step_timeout" "$fsb" visible "$mA/vis" "$mB/vis" "$n_vis" 30s)
@@ -530,6 +574,7 @@ run_step untar "untar of $tar_files files of Go's src (local then mount A)"
 run_step ls "ls -l of a $n_ls-entry directory (local, then mount B, cold)"
 run_step rm "rm -rf of the $n_ls-entry directory (local then mount A)"
 run_step sparse "cp --sparse=auto of a $((size_mb * 4)) MiB sparse file (local, then mount B)"
+run_step lock "flock + 8-byte write + unlock, $n_lock times on one file (local then mount A)"
 run_step vis "cross-mount visibility, $n_vis probes (A to B)"
 
 # --- the table -------------------------------------------------------------------
@@ -560,6 +605,7 @@ r=$(get sparse.reef); l=$(get sparse.local); ratio="-"
 is_failed sparse && r=""
 [ -n "$r" ] && [ -n "$l" ] && ratio=$(awk -v r="$(get sparse.reef.s)" -v l="$(get sparse.local.s)" 'BEGIN { printf "%.2f", l / r }')
 is_failed sparse && ratio=FAILED
+line lock "flock+write+unlock x ${n_lock}, A" "ops/s"
 row "cp --sparse=auto $((size_mb * 4)) MiB sparse file, B" "${r:-FAILED} ${r:+ms}" "${l:-FAILED} ${l:+ms}" "$ratio"
 v=$(get vis)
 if [ -n "$v" ] && ! is_failed vis; then
