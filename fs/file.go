@@ -160,6 +160,9 @@ func (f *File) openHandle(in namespace.Inode, write bool) *Handle {
 	if write {
 		of.writers++
 	}
+	if of.refs == 1 {
+		of.pinRead(in.Content.Manifest)
+	}
 	return &Handle{file: f, of: of, write: write}
 }
 
@@ -365,6 +368,8 @@ type openFile struct {
 	// Lazy staging of a big chunked file.
 	old        [32]byte       // manifest the unchanged blocks come from; zero: staging holds everything
 	pinned     [32]byte       // the old manifest pinned with the Content (keepOld)
+	pmu        sync.Mutex     // guards rpinned
+	rpinned    [32]byte       // the version reads are served from, pinned (pinRead)
 	oldZero    int64          // bytes of holes in old (namespace.Content.Zero)
 	cut        int64          // old content is valid below this offset only
 	have       map[int64]bool // blocks (lazyBlock bytes) present in staging
@@ -844,6 +849,28 @@ func (of *openFile) keepOld() {
 	of.pinned = of.old
 }
 
+// pinRead pins m, the version reads of the open file are served from, in
+// place of the one pinned before (zero: none). A file unlinked while open
+// is read from its last version until the last close, even once the
+// namespace has purged it: the peers must not collect that version
+// meanwhile. Taken at open and on each read of chunked content.
+func (of *openFile) pinRead(m [32]byte) {
+	of.pmu.Lock()
+	defer of.pmu.Unlock()
+	if m == of.rpinned {
+		return
+	}
+	if p, ok := of.fs.cfg.Content.(Pinner); ok {
+		if of.rpinned != ([32]byte{}) {
+			p.Unpin(of.rpinned)
+		}
+		if m != ([32]byte{}) {
+			p.Pin(m)
+		}
+	}
+	of.rpinned = m
+}
+
 // Handle is one open of a file.
 type Handle struct {
 	file   *File
@@ -1055,6 +1082,7 @@ func (h *Handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.Rea
 		}
 		return nil
 	}
+	h.of.pinRead(c.Manifest)
 	n, err := h.file.fs.cfg.Content.ReadAt(ctx, c.Manifest, buf, req.Offset)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return errno(h.file.fs.log, "read", err)
@@ -1204,6 +1232,7 @@ func (h *Handle) release(ctx context.Context) error {
 	h.of.old = [32]byte{}
 	h.of.keepOld()
 	h.of.mu.Unlock()
+	h.of.pinRead([32]byte{})
 	if unlinked(err) {
 		return nil
 	}

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -127,6 +128,32 @@ func TestChunkCollection(t *testing.T) {
 		return false, strings.Join(names, ", ")
 	})
 	noCandidates("the old version's chunks in use by A's version")
+
+	// A file unlinked while open on A stays readable there until the last
+	// close, after the namespace purged it and the others were collected.
+	write(filepath.Join(A, "unlinked"), 6*mib, 7)
+	write(filepath.Join(A, "bait"), 6*mib, 8)
+	time.Sleep(11 * time.Second) // past store.PinLinger
+	held, err := os.Open(filepath.Join(A, "unlinked"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	deleted := sumMetric("reef_gc_deleted_shards_total")
+	for _, name := range []string{"unlinked", "bait"} {
+		if err := os.Remove(filepath.Join(B, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "bait collected", 90*time.Second, func() (bool, string) {
+		n := sumMetric("reef_gc_deleted_shards_total")
+		return n >= deleted+30, fmt.Sprintf("%v shards deleted, %v before, %v candidates", n, deleted, candidates())
+	})
+	if got, err := io.ReadAll(held); err != nil || !bytes.Equal(got, randBytes(6*mib, 7)) {
+		t.Fatalf("the unlinked file through the descriptor A holds: %v (or different bytes: %d)", err, len(got))
+	}
+	held.Close()
+	noCandidates("the unlinked file collected after its last close")
 
 	for _, m := range []string{A, B} {
 		check("after collection", filepath.Join(m, "keep"), 6*mib, 1)

@@ -31,8 +31,9 @@ import (
 //   - no chunk the namespace references now (every manifest of every
 //     inode, the trash's included, walked to its chunks) is deleted;
 //   - nor any chunk a live peer pins: its uploads in progress and
-//     store.PinLinger after, and the manifests its mount's open files read
-//     from (store/pins.go), asked from every live peer at each sweep (no
+//     store.PinLinger after, and the versions its mount's open files are
+//     read from, unlinked ones included, and take unchanged blocks from
+//     (store/pins.go, fs keepOld and pinRead), asked from every live peer at each sweep (no
 //     answer from one: no sweep); a pinned candidate waits its grace again;
 //   - nor any chunk whose shard here was written or asked about since it
 //     became a candidate, or since the pins were asked (a writer pins a
