@@ -338,6 +338,14 @@ type RepairStatus struct {
 	ScrubTotal     int64     `json:"scrub_total"`
 	ScrubCorrupt   int64     `json:"scrub_corrupt"`
 	ScrubRunning   bool      `json:"scrub_running"`
+	// Space given back on this peer (its own since it started): chunk
+	// collection (off when GCOff) and the namespace's trash.
+	GCOff           bool  `json:"gc_off,omitempty"`
+	GCCandidates    int64 `json:"gc_candidate_chunks"`
+	GCDeletedShards int64 `json:"gc_deleted_shards"`
+	GCDeletedBytes  int64 `json:"gc_deleted_bytes"`
+	TrashEntries    int64 `json:"trash_entries"`
+	TrashPurged     int64 `json:"trash_purged"`
 }
 
 // RepairPlan answers `reef repair`: what is (or would be) rebuilt.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -167,5 +168,11 @@ func TestChunkCollection(t *testing.T) {
 	}
 	if h := c.health(peers[1]); !h.allHealthy() {
 		t.Fatalf("health after collection: %+v", h)
+	}
+	// Operators see it in reef status.
+	out := c.reef("status", "--peer", peers[0].listen).ok(t).stdout
+	re := regexp.MustCompile(`space on ` + regexp.QuoteMeta(peers[0].name) + `: 0 chunks no file references wait for collection, [1-9][0-9]* shards \(.+\) collected; trash 0 entries kept, [1-9][0-9]* purged`)
+	if !re.MatchString(out) {
+		t.Errorf("reef status does not show what was collected:\n%s", out)
 	}
 }

@@ -69,11 +69,12 @@ type collector struct {
 	hints []addr.Addr       // dropped manifests whose walk failed, to retry
 	tries map[addr.Addr]int // failed walks per manifest
 
-	mu      sync.Mutex              // guards cands; held across a candidate's deletion
-	cands   map[addr.Addr]time.Time // chunk -> since when it is a candidate
-	active  atomic.Bool             // len(cands) > 0: touches are recorded
-	dirty   bool                    // cands changed since the last save
-	deleted atomic.Int64            // shards deleted since start
+	mu           sync.Mutex              // guards cands; held across a candidate's deletion
+	cands        map[addr.Addr]time.Time // chunk -> since when it is a candidate
+	active       atomic.Bool             // len(cands) > 0: touches are recorded
+	dirty        bool                    // cands changed since the last save
+	deleted      atomic.Int64            // shards deleted since start
+	deletedBytes atomic.Int64            // and their bytes
 	// sweepFrom: a sweep is due; it runs once this peer holds every op
 	// each live peer held after then (its census must not miss a file
 	// another peer committed, during a partition say).
@@ -346,6 +347,7 @@ func (c *collector) sweep(ctx context.Context) error {
 	defer c.mu.Unlock()
 	c.active.Store(len(c.cands) > 0)
 	c.deleted.Add(deleted)
+	c.deletedBytes.Add(bytes)
 	if deleted > 0 {
 		c.p.log.Info("gc: deleted shards of chunks nothing references", "shards", deleted, "bytes", bytes, "candidates_left", len(c.cands))
 	}

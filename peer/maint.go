@@ -472,9 +472,19 @@ func (p *Peer) health(ctx context.Context, dir string) (api.Health, error) {
 
 func (m *maint) snapshot() api.RepairStatus {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	st := m.status
 	st.ScrubChecked, st.ScrubTotal, st.ScrubCorrupt, st.ScrubRunning = m.scrub.Checked, m.scrub.Total, m.scrub.Corrupt, m.scrub.Running
+	m.mu.Unlock()
+	if g := m.p.gc; g != nil {
+		g.mu.Lock()
+		st.GCCandidates = int64(len(g.cands))
+		g.mu.Unlock()
+		st.GCDeletedShards, st.GCDeletedBytes = g.deleted.Load(), g.deletedBytes.Load()
+	} else {
+		st.GCOff = true
+	}
+	ns := m.p.ns.Stats()
+	st.TrashEntries, st.TrashPurged = int64(ns.Trashed), ns.Purged
 	return st
 }
 

@@ -82,6 +82,12 @@ func runStatusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	r := st.Repair
 	fmt.Fprintf(stdout, "\nmaintenance on %s: repair queue %d, rebuilt %d chunks (%s), moved %d shards; scrub %d/%d shards checked, %d corrupt\n",
 		st.Peer, r.Queue, r.RepairedChunks, humanBytes(r.RepairedBytes), r.MovedShards, r.ScrubChecked, r.ScrubTotal, r.ScrubCorrupt)
+	if r.GCOff {
+		fmt.Fprintf(stdout, "space on %s: chunk collection off (--gc-grace 0); trash %d entries kept, %d purged\n", st.Peer, r.TrashEntries, r.TrashPurged)
+	} else {
+		fmt.Fprintf(stdout, "space on %s: %d chunks no file references wait for collection, %d shards (%s) collected; trash %d entries kept, %d purged\n",
+			st.Peer, r.GCCandidates, r.GCDeletedShards, humanBytes(r.GCDeletedBytes), r.TrashEntries, r.TrashPurged)
+	}
 	if r.LastError != "" {
 		fmt.Fprintf(stdout, "last maintenance error: %s\n", r.LastError)
 	}
