@@ -100,6 +100,17 @@ func (c *collector) touch(a addr.Addr) {
 	}
 }
 
+// isCandidate reports whether chunk a waits for collection here.
+func (c *collector) isCandidate(a addr.Addr) bool {
+	if c == nil || !c.active.Load() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.cands[a]
+	return ok
+}
+
 // load reads the candidates saved by an earlier run.
 func (c *collector) load() {
 	path := filepath.Join(c.p.cfg.DataDir, gcFile)

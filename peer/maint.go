@@ -790,9 +790,15 @@ func (m *maint) rebalance(ctx context.Context) error {
 		liveIDs[mem.ID] = true
 	}
 	var errs []string
+	draining := m.isDraining()
 	for _, k := range keys {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if !draining && p.gc.isCandidate(k.Addr) {
+			// Nothing references it: moved, it would reach a peer that
+			// does not know it is garbage. It is collected here.
+			continue
 		}
 		kk, mm, err := m.codingOf(ctx, k)
 		if err != nil {
