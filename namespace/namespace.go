@@ -236,6 +236,12 @@ func Open(cfg Config) (*Namespace, error) {
 		_ = db.close()
 		return nil, err
 	}
+	// The loaded base is an acked point to offer peers from the start: the
+	// first checkpoint can then purge what they all hold (purge.go).
+	ns.mu.RLock()
+	snap := ns.ackSnapLocked()
+	ns.mu.RUnlock()
+	ns.addAckSnap(snap)
 	if cfg.LazySync {
 		every := cfg.SyncEvery
 		if every <= 0 {
