@@ -165,17 +165,9 @@ func (c *collector) saveLocked() error {
 	return nil
 }
 
-// step walks the dropped manifests into candidates and, when some are due,
-// sweeps. Called by the maintenance pass.
-func (c *collector) step(ctx context.Context) error {
-	if err := c.walkHints(ctx); err != nil {
-		return err
-	}
-	return c.sweep(ctx)
-}
-
-// walkHints turns the queued dropped manifests into candidates: every
-// chunk they list that this peer holds a shard of.
+// walkHints turns the manifests the namespace dropped into candidates:
+// every chunk they list that this peer holds a shard of. The maintenance
+// pass calls it, then sweep.
 func (c *collector) walkHints(ctx context.Context) error {
 	c.hmu.Lock()
 	hints := c.hints

@@ -126,12 +126,23 @@ func (m *maint) pass(ctx context.Context) {
 		m.status.LastPass = time.Now()
 		m.mu.Unlock()
 	}()
-	err := m.repair(ctx, "", false)
+	gc := m.p.gc
+	if m.isDraining() {
+		gc = nil // a draining peer moves everything away
+	}
+	var err error
+	if gc != nil {
+		// Before rebalance, which leaves candidates where they are.
+		err = gc.walkHints(ctx)
+	}
+	if rerr := m.repair(ctx, "", false); err == nil {
+		err = rerr
+	}
 	if rerr := m.rebalance(ctx); err == nil {
 		err = rerr
 	}
-	if m.p.gc != nil && !m.isDraining() {
-		if gerr := m.p.gc.step(ctx); err == nil {
+	if gc != nil {
+		if gerr := gc.sweep(ctx); err == nil {
 			err = gerr
 		}
 	}
