@@ -3,6 +3,7 @@ package namespace
 import (
 	"cmp"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -178,4 +179,13 @@ func (ns *Namespace) trashDueLocked(line Timestamp, before int64, keep func(Node
 		}
 	}
 	return false
+}
+
+// Trash returns how many deleted entries the trash holds and how many were
+// purged since Open: cheap, for metrics and status (Stats walks the tree).
+func (ns *Namespace) Trash() (held int, purged int64) {
+	ns.mu.RLock()
+	held = ns.s.trashed
+	ns.mu.RUnlock()
+	return held, atomic.LoadInt64(&ns.purged)
 }

@@ -31,6 +31,9 @@ func TestPurgeStandalone(t *testing.T) {
 	if st := a.Stats(); st.Trashed != 3 {
 		t.Fatalf("trashed = %d, want 3", st.Trashed)
 	}
+	if held, _ := a.Trash(); held != 3 {
+		t.Fatalf("Trash() = %d, want 3 (as Stats)", held)
+	}
 	// Younger than TrashRetention: kept.
 	a.advance(DefaultTrashRetention / 2)
 	if err := a.Checkpoint(); err != nil {
@@ -46,6 +49,9 @@ func TestPurgeStandalone(t *testing.T) {
 	st := a.Stats()
 	if st.Trashed != 0 || st.Purged != 3 {
 		t.Fatalf("after the retention: %+v, want nothing trashed and 3 purged", st)
+	}
+	if held, purged := a.Trash(); held != 0 || purged != 3 {
+		t.Fatalf("Trash() = %d, %d; want 0, 3 (as Stats)", held, purged)
 	}
 	a.mu.RLock()
 	_, fIno := a.s.inodes[f.Inode.ID]
@@ -88,6 +94,9 @@ func TestPurgeWaitsForEveryPeer(t *testing.T) {
 		}
 		if st := a.Stats(); st.Trashed != wantTrashed {
 			t.Fatalf("%s: trashed = %d, want %d (%+v)", step, st.Trashed, wantTrashed, st)
+		}
+		if held, _ := a.Trash(); held != wantTrashed {
+			t.Fatalf("%s: Trash() = %d, want %d (as Stats)", step, held, wantTrashed)
 		}
 	}
 	// b has not applied the delete: it could still rename or write f.

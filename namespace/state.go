@@ -59,10 +59,11 @@ type undoRec struct {
 // state is the deterministic tree: a pure function of the ops applied to it
 // in Timestamp order. It is not safe for concurrent use on its own.
 type state struct {
-	nodes  map[NodeID]*node
-	inodes map[InodeID]*Inode
-	dirs   map[NodeID]*dirIndex
-	links  map[InodeID][]NodeID // inode -> dentries (any, live or trashed)
+	nodes   map[NodeID]*node
+	inodes  map[InodeID]*Inode
+	dirs    map[NodeID]*dirIndex
+	links   map[InodeID][]NodeID // inode -> dentries (any, live or trashed)
+	trashed int                  // dentries directly in the trash
 
 	rec     *[]undoRec // where mutations are recorded; nil = not recording
 	changes *changeSet // where changes are reported; nil = not reporting
@@ -195,6 +196,7 @@ func (s *state) isDirInode(id InodeID) bool {
 func (s *state) index(id NodeID, n *node) {
 	s.links[n.inode] = append(s.links[n.inode], id)
 	if n.parent == TrashID {
+		s.trashed++
 		return
 	}
 	d := s.dirs[n.parent]
@@ -233,6 +235,7 @@ func (s *state) unindex(id NodeID, n *node) {
 		s.links[n.inode] = l
 	}
 	if n.parent == TrashID {
+		s.trashed--
 		return
 	}
 	d := s.dirs[n.parent]

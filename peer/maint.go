@@ -494,8 +494,8 @@ func (m *maint) snapshot() api.RepairStatus {
 	} else {
 		st.GCOff = true
 	}
-	ns := m.p.ns.Stats()
-	st.TrashEntries, st.TrashPurged = int64(ns.Trashed), ns.Purged
+	held, purged := m.p.ns.Trash()
+	st.TrashEntries, st.TrashPurged = int64(held), purged
 	return st
 }
 

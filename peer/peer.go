@@ -161,8 +161,8 @@ func Start(ctx context.Context, cfg Config) (*Peer, error) {
 	}
 	p.metrics.WatchUnsynced(func() int64 { return p.bs.Stats().Unsynced })
 	p.metrics.WatchNamespace(func() (int64, int64) {
-		st := p.ns.Stats()
-		return int64(st.Trashed), st.Purged
+		held, purged := p.ns.Trash()
+		return int64(held), purged
 	})
 	if cfg.GCGrace > 0 {
 		p.gc = newCollector(p, cfg.GCGrace)
